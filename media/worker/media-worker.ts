@@ -1,0 +1,156 @@
+// Entry of a media worker thread: owns its sessions' peers, jitter buffers, codecs and pipelines.
+// A thin message loop around MediaSession; a bad command or packet never takes the thread down.
+import { parentPort, workerData } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { MediaSession, type MediaClock, type MediaSessionOptions } from '../media-session.ts';
+import { LatencyHistogram } from '../latency-histogram.ts';
+import { InvalidStateError } from '../peer.ts';
+import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, type WorkerStats } from './worker-stats.ts';
+import type { WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
+
+const POLL_INTERVAL_MS = 10;
+const FRAME_MS = 20;
+const ACTIVITY_INTERVAL_MS = 1000;
+
+if (!parentPort) throw new Error('media-worker must run in a worker thread');
+const port = parentPort;
+const init = workerData as WorkerInit;
+const clock: MediaClock = { now: () => performance.now(), wall: () => Date.now() };
+const sessions = new Map<string, MediaSession>();
+const latency = new LatencyHistogram();
+const lag = new EventLoopLag();
+const closedTotals = emptyTotals();
+
+const post = (event: WorkerEvent): void => port.postMessage(event);
+
+port.on('message', (command: WorkerCommand) => {
+  try {
+    handle(command);
+  } catch (error) {
+    if ('requestId' in command) fail(command.requestId, error);
+  }
+});
+
+function handle(command: WorkerCommand): void {
+  switch (command.op) {
+    case 'open':
+      open(command.sessionId, command.options);
+      return;
+    case 'offer':
+      reply(command.requestId, session(command.sessionId).peer.acceptOffer(command.sdp).then((sdp) => ({ sdp })));
+      return;
+    case 'answer':
+      reply(command.requestId, session(command.sessionId).peer.acceptAnswer(command.sdp).then(() => ({})));
+      return;
+    case 'candidate':
+      reply(command.requestId, session(command.sessionId).peer.addCandidate(command.candidate).then(() => ({})));
+      return;
+    case 'close':
+      void closeSession(command.sessionId);
+      return;
+    case 'stats':
+      post({ ev: 'reply', requestId: command.requestId, ok: true, stats: stats(command.reset) });
+      return;
+  }
+}
+
+function open(sessionId: string, options: MediaSessionOptions): void {
+  if (sessions.has(sessionId)) return;
+  const media = new MediaSession(
+    sessionId,
+    options,
+    { portRange: init.portRange, hostAddresses: init.hostAddresses, announcedAddress: init.announcedAddress },
+    clock,
+    latency,
+  );
+  sessions.set(sessionId, media);
+  media.peer.on('candidate', (candidate) => post({ ev: 'candidate', sessionId, candidate }));
+  media.peer.on('connectionstatechange', (state) => post({ ev: 'connection', sessionId, state }));
+  media.on('speechstart', (at) => post({ ev: 'speech', sessionId, phase: 'start', at }));
+  media.on('utterance', (info) => post({ ev: 'utterance', sessionId, ...info }));
+  media.on('response', (info) => post({ ev: 'response', sessionId, ...info }));
+}
+
+function session(sessionId: string): MediaSession {
+  const media = sessions.get(sessionId);
+  if (!media) throw new InvalidStateError(`no media for session ${sessionId}`);
+  return media;
+}
+
+async function closeSession(sessionId: string): Promise<void> {
+  const media = sessions.get(sessionId);
+  if (!media) return;
+  sessions.delete(sessionId);
+  addJitterStats(closedTotals, media.jitterBuffer.toJSON());
+  await media.close();
+  post({ ev: 'closed', sessionId });
+}
+
+function reply(requestId: number, work: Promise<{ sdp?: string }>): void {
+  work.then(
+    (value) => post({ ev: 'reply', requestId, ok: true, ...value }),
+    (error) => fail(requestId, error),
+  );
+}
+
+function fail(requestId: number, error: unknown): void {
+  const invalidState = error instanceof InvalidStateError;
+  post({
+    ev: 'reply',
+    requestId,
+    ok: false,
+    code: invalidState ? 'SIG_ERR_OUT_OF_ORDER' : 'MEDIA_ERR_NEGOTIATION',
+    message: (error as Error)?.message ?? String(error),
+  });
+}
+
+function stats(reset: boolean): WorkerStats {
+  const packets = { ...closedTotals };
+  for (const media of sessions.values()) addJitterStats(packets, media.jitterBuffer.toJSON());
+  const loop = lag.read(reset);
+  const memory = process.memoryUsage();
+  const value: WorkerStats = {
+    workerIndex: init.workerIndex,
+    sessions: sessions.size,
+    eventLoopLagP99Ms: loop.p99Ms,
+    eventLoopLagMaxMs: loop.maxMs,
+    packets,
+    latencyBuckets: sparseBuckets(latency),
+    heapUsedBytes: memory.heapUsed,
+    externalBytes: memory.external,
+  };
+  if (reset) latency.reset();
+  return value;
+}
+
+// Jitter-buffer release and concealment.
+setInterval(() => {
+  for (const media of sessions.values()) media.poll();
+}, POLL_INTERVAL_MS);
+
+// Outbound pacing: one 20 ms frame per responding session per tick, on a drift-free schedule.
+let nextFrameAt = performance.now() + FRAME_MS;
+function pace(): void {
+  for (const media of sessions.values()) {
+    if (media.responding) {
+      try {
+        media.sendNextFrame();
+      } catch (error) {
+        process.emitWarning(`session ${media.id}: send failed: ${(error as Error).message}`);
+      }
+    }
+  }
+  const now = performance.now();
+  nextFrameAt += FRAME_MS;
+  if (nextFrameAt < now) nextFrameAt = now + FRAME_MS; // fell behind: skip, never burst
+  setTimeout(pace, nextFrameAt - now);
+}
+setTimeout(pace, FRAME_MS);
+
+setInterval(() => {
+  const active: string[] = [];
+  for (const media of sessions.values()) if (media.takeMediaSeen()) active.push(media.id);
+  if (active.length > 0) post({ ev: 'activity', sessionIds: active });
+}, ACTIVITY_INTERVAL_MS);
+
+post({ ev: 'ready' });

@@ -1,0 +1,35 @@
+// Messages between the main thread (session directory) and a media worker thread.
+import type { IceCandidateInit, PeerConnectionState } from '../peer.ts';
+import type { MediaSessionOptions } from '../media-session.ts';
+import type { WorkerStats } from './worker-stats.ts';
+
+export interface WorkerInit {
+  workerIndex: number;
+  portRange: [number, number];
+  hostAddresses: string[];
+  announcedAddress: string | null;
+}
+
+export type WorkerCommand =
+  | { op: 'open'; sessionId: string; options: MediaSessionOptions }
+  | { op: 'offer'; sessionId: string; sdp: string; requestId: number }
+  | { op: 'answer'; sessionId: string; sdp: string; requestId: number }
+  | { op: 'candidate'; sessionId: string; candidate: IceCandidateInit | null; requestId: number }
+  | { op: 'close'; sessionId: string }
+  | { op: 'stats'; requestId: number; reset: boolean };
+
+export type WorkerReply =
+  | { ev: 'reply'; requestId: number; ok: true; sdp?: string; stats?: WorkerStats }
+  | { ev: 'reply'; requestId: number; ok: false; code: string; message: string };
+
+export type WorkerEvent =
+  | WorkerReply
+  | { ev: 'ready' }
+  | { ev: 'candidate'; sessionId: string; candidate: IceCandidateInit | null }
+  | { ev: 'connection'; sessionId: string; state: PeerConnectionState }
+  | { ev: 'speech'; sessionId: string; phase: 'start'; at: number }
+  | { ev: 'utterance'; sessionId: string; speechStartAt: number; speechEndAt: number; endOfTurnAt: number; audioMs: number; accepted: boolean }
+  | { ev: 'response'; sessionId: string; phase: 'start' | 'end'; at: number; audioMs: number; interrupted: boolean }
+  /** Sessions that received media since the last report (sent about once a second). */
+  | { ev: 'activity'; sessionIds: string[] }
+  | { ev: 'closed'; sessionId: string };

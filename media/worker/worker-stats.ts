@@ -1,0 +1,72 @@
+// What a media worker reports about itself: load, event-loop lag, packet statistics, and the
+// server-added latency histogram (RTP event -> decoded PCM frame, deliberate jitter-buffer hold excluded).
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { LatencyHistogram } from '../latency-histogram.ts';
+import type { JitterBufferStats } from '../jitter-buffer.ts';
+
+export interface PacketTotals {
+  received: number;
+  lost: number;
+  concealed: number;
+  fecRecovered: number;
+  late: number;
+  duplicates: number;
+  overflowDrops: number;
+}
+
+export interface WorkerStats {
+  workerIndex: number;
+  sessions: number;
+  eventLoopLagP99Ms: number;
+  eventLoopLagMaxMs: number;
+  packets: PacketTotals;
+  /** Sparse bucket counts of the LatencyHistogram: [bucketIndex, count][]. */
+  latencyBuckets: [number, number][];
+  heapUsedBytes: number;
+  externalBytes: number;
+}
+
+export const emptyTotals = (): PacketTotals => ({
+  received: 0, lost: 0, concealed: 0, fecRecovered: 0, late: 0, duplicates: 0, overflowDrops: 0,
+});
+
+export function addJitterStats(totals: PacketTotals, s: JitterBufferStats): void {
+  totals.received += s.received;
+  totals.lost += s.lost;
+  totals.concealed += s.concealed;
+  totals.fecRecovered += s.fecRecovered;
+  totals.late += s.late;
+  totals.duplicates += s.duplicates;
+  totals.overflowDrops += s.overflowDrops;
+}
+
+export class EventLoopLag {
+  readonly #histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+
+  constructor() {
+    this.#histogram.enable();
+  }
+
+  /** p99 and max of the event-loop delay since the last reset, in ms. */
+  read(reset: boolean): { p99Ms: number; maxMs: number } {
+    const h = this.#histogram;
+    const value = { p99Ms: h.count > 0 ? h.percentile(99) / 1e6 : 0, maxMs: h.count > 0 ? h.max / 1e6 : 0 };
+    if (reset) h.reset();
+    return value;
+  }
+}
+
+export function sparseBuckets(histogram: LatencyHistogram): [number, number][] {
+  const out: [number, number][] = [];
+  histogram.counts.forEach((count, index) => {
+    if (count > 0) out.push([index, count]);
+  });
+  return out;
+}
+
+export function histogramFromSparse(buckets: [number, number][], into = new LatencyHistogram()): LatencyHistogram {
+  const add = new LatencyHistogram();
+  for (const [index, count] of buckets) add.counts[index] = count;
+  into.merge(new LatencyHistogram(add.counts));
+  return into;
+}

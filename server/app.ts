@@ -1,0 +1,62 @@
+// buildApp(config) wires the server together: Fastify with the signaling route and the demo page,
+// the session directory and the media workers. main.ts only listens; tests build their own.
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import Fastify, { type FastifyInstance } from 'fastify';
+import websocket from '@fastify/websocket';
+import fastifyStatic from '@fastify/static';
+import { MediaPool } from './media-pool.ts';
+import { SessionManager } from './session-manager.ts';
+import { registerSignalingRoute, HARD_MAX_FRAME_BYTES } from '../signaling/ws-route.ts';
+import type { Config } from './config.ts';
+
+const CLIENT_DIST = fileURLToPath(new URL('../client/dist/', import.meta.url));
+
+export interface VoiceServer {
+  app: FastifyInstance;
+  sessions: SessionManager;
+  media: MediaPool;
+  close(): Promise<void>;
+}
+
+export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
+  const app = Fastify({
+    logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
+    bodyLimit: 64 * 1024,
+  });
+  const media = new MediaPool(config);
+  await media.start();
+  const sessions = new SessionManager(config, media);
+
+  sessions.on('sessioncreated', (s) => app.log.info({ sessionId: s.id, room: s.room, mode: s.mode, worker: s.workerIndex }, 'session created'));
+  sessions.on('sessionclosed', (s, reason) => app.log.info({ sessionId: s.id, reason, turns: s.history.length }, 'session closed'));
+  media.on('workerexit', (index, ids, reason) => app.log.error({ worker: index, sessions: ids.length, reason }, 'media worker died; restarted'));
+
+  await app.register(websocket, { options: { maxPayload: HARD_MAX_FRAME_BYTES } });
+  registerSignalingRoute(app, { config, sessions, media });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  if (existsSync(CLIENT_DIST)) {
+    await app.register(fastifyStatic, { root: CLIENT_DIST, index: 'index.html' });
+  } else {
+    app.get('/', async (_request, reply) =>
+      reply.code(503).type('text/plain').send('demo page not built: run `npm run build:client`'),
+    );
+  }
+
+  let closed = false;
+  return {
+    app,
+    sessions,
+    media,
+    async close() {
+      if (closed) return;
+      closed = true;
+      sessions.closeAll('server_shutdown');
+      sessions.stop();
+      await app.close();
+      await media.stop();
+    },
+  };
+}

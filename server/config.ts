@@ -1,0 +1,179 @@
+// The only reader of process.env. Validates every variable, fails with a message naming the bad one,
+// and returns a frozen config. With no environment at all it runs the embedded default.
+import { availableParallelism } from 'node:os';
+import { isIP } from 'node:net';
+
+export interface Config {
+  host: string;
+  port: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  mediaWorkers: number;
+  rtcPortRange: [number, number];
+  rtcHostAddresses: string[];
+  rtcAnnouncedAddress: string | null;
+  maxSessions: number;
+  idleTimeoutMs: number;
+  maxSessionDurationMs: number;
+  maxMessageBytes: number;
+  /** Protocol errors allowed per socket within `abuseWindowMs` before it is disconnected. */
+  maxBadMessages: number;
+  abuseWindowMs: number;
+  joinTimeoutMs: number;
+  echo: EchoConfig;
+  jitterBuffer: { minDelayMs: number; maxDelayMs: number };
+}
+
+export interface EchoConfig {
+  /** Silence after speech that ends an utterance. */
+  endSilenceMs: number;
+  /** Shortest utterance that is echoed (shorter ones are noise). */
+  minSpeechMs: number;
+  /** Longest utterance; longer speech is cut and echoed in parts. */
+  maxUtteranceMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const r = new EnvReader(env);
+  const cores = availableParallelism();
+  const config: Config = {
+    host: r.string('HOST', '0.0.0.0', (v) => isIP(v) !== 0 || v === 'localhost' || 'must be an IP address or "localhost"'),
+    port: r.int('PORT', 8080, 0, 65535),
+    logLevel: r.oneOf('LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    mediaWorkers: r.int('MEDIA_WORKERS', cores, 1, 64),
+    rtcPortRange: r.portRange('RTC_PORT_RANGE', [40000, 49999]),
+    rtcHostAddresses: r.addressList('RTC_HOST_ADDRESSES'),
+    rtcAnnouncedAddress: r.optional('RTC_ANNOUNCED_ADDRESS', (v) => isIP(v) === 4 || 'must be an IPv4 address'),
+    maxSessions: r.int('MAX_SESSIONS', 500, 1, 100_000),
+    idleTimeoutMs: r.int('SESSION_IDLE_TIMEOUT_MS', 120_000, 100, 86_400_000),
+    maxSessionDurationMs: r.int('SESSION_MAX_DURATION_MS', 3_600_000, 1000, 7 * 86_400_000),
+    maxMessageBytes: r.int('SIGNAL_MAX_MESSAGE_BYTES', 64 * 1024, 1024, 1024 * 1024),
+    maxBadMessages: r.int('SIGNAL_MAX_BAD_MESSAGES', 10, 1, 10_000),
+    abuseWindowMs: r.int('SIGNAL_ABUSE_WINDOW_MS', 10_000, 100, 3_600_000),
+    joinTimeoutMs: r.int('SIGNAL_JOIN_TIMEOUT_MS', 10_000, 100, 600_000),
+    echo: {
+      endSilenceMs: r.int('ECHO_END_SILENCE_MS', 600, 100, 5000),
+      minSpeechMs: r.int('ECHO_MIN_SPEECH_MS', 200, 20, 5000),
+      maxUtteranceMs: r.int('ECHO_MAX_UTTERANCE_MS', 15_000, 1000, 60_000),
+    },
+    jitterBuffer: {
+      minDelayMs: r.int('JITTER_MIN_DELAY_MS', 0, 0, 1000),
+      maxDelayMs: r.int('JITTER_MAX_DELAY_MS', 200, 20, 2000),
+    },
+  };
+  if (config.jitterBuffer.minDelayMs > config.jitterBuffer.maxDelayMs) {
+    r.fail('JITTER_MIN_DELAY_MS', 'must not exceed JITTER_MAX_DELAY_MS');
+  }
+  r.throwIfInvalid();
+  return deepFreeze(config);
+}
+
+class EnvReader {
+  readonly #env: Env;
+  readonly #problems: string[] = [];
+
+  constructor(env: Env) {
+    this.#env = env;
+  }
+
+  fail(name: string, problem: string): void {
+    this.#problems.push(`${name}=${JSON.stringify(this.#env[name] ?? '')}: ${problem}`);
+  }
+
+  throwIfInvalid(): void {
+    if (this.#problems.length > 0) {
+      throw new ConfigError(`invalid configuration:\n  ${this.#problems.join('\n  ')}`);
+    }
+  }
+
+  #raw(name: string): string | undefined {
+    const value = this.#env[name]?.trim();
+    return value === '' ? undefined : value;
+  }
+
+  string(name: string, fallback: string, check?: (v: string) => true | string): string {
+    const value = this.#raw(name);
+    if (value === undefined) return fallback;
+    const verdict = check ? check(value) : true;
+    if (verdict !== true) {
+      this.fail(name, verdict);
+      return fallback;
+    }
+    return value;
+  }
+
+  optional(name: string, check: (v: string) => true | string): string | null {
+    const value = this.#raw(name);
+    if (value === undefined) return null;
+    const verdict = check(value);
+    if (verdict !== true) {
+      this.fail(name, verdict);
+      return null;
+    }
+    return value;
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const value = this.#raw(name);
+    if (value === undefined) return fallback;
+    if (!/^-?\d+$/.test(value)) {
+      this.fail(name, 'must be an integer');
+      return fallback;
+    }
+    const n = Number(value);
+    if (n < min || n > max) {
+      this.fail(name, `must be between ${min} and ${max}`);
+      return fallback;
+    }
+    return n;
+  }
+
+  oneOf<const T extends readonly string[]>(name: string, fallback: T[number], allowed: T): T[number] {
+    const value = this.#raw(name);
+    if (value === undefined) return fallback;
+    if (!allowed.includes(value)) {
+      this.fail(name, `must be one of ${allowed.join(', ')}`);
+      return fallback;
+    }
+    return value as T[number];
+  }
+
+  portRange(name: string, fallback: [number, number]): [number, number] {
+    const value = this.#raw(name);
+    if (value === undefined) return fallback;
+    const m = /^(\d+)-(\d+)$/.exec(value);
+    const lo = m ? Number(m[1]) : NaN;
+    const hi = m ? Number(m[2]) : NaN;
+    if (!m || lo < 1024 || hi > 65535 || lo > hi) {
+      this.fail(name, 'must be "LOW-HIGH" with 1024 <= LOW <= HIGH <= 65535');
+      return fallback;
+    }
+    return [lo, hi];
+  }
+
+  /** "auto" (or unset) = every non-internal IPv4 interface plus loopback; else a comma-separated IPv4 list. */
+  addressList(name: string): string[] {
+    const value = this.#raw(name);
+    if (value === undefined || value === 'auto') return [];
+    const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = list.filter((a) => isIP(a) !== 4);
+    if (bad.length > 0 || list.length === 0) {
+      this.fail(name, `must be "auto" or a comma-separated list of IPv4 addresses (bad: ${bad.join(', ')})`);
+      return [];
+    }
+    return list;
+  }
+}
+
+function deepFreeze<T>(value: T): Readonly<T> {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

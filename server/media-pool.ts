@@ -1,0 +1,233 @@
+// The main thread's side of the media workers: starts one worker per configured core, places each
+// session on the least-loaded worker, routes commands and events, and survives a worker's death.
+import { Worker } from 'node:worker_threads';
+import { TypedEmitter } from '../media/typed-emitter.ts';
+import type { WorkerCommand, WorkerEvent, WorkerInit } from '../media/worker/worker-protocol.ts';
+import type { WorkerStats } from '../media/worker/worker-stats.ts';
+import type { MediaSessionOptions } from '../media/media-session.ts';
+import type { IceCandidateInit } from '../media/peer.ts';
+import type { Config } from './config.ts';
+
+const WORKER_URL = new URL('../media/worker/worker-entry.mjs', import.meta.url);
+const REQUEST_TIMEOUT_MS = 15_000;
+
+export type MediaSessionEvent = Exclude<WorkerEvent, { ev: 'reply' } | { ev: 'ready' } | { ev: 'activity' }>;
+
+export type MediaPoolEvents = {
+  /** An event for one session, from the worker that hosts it. */
+  session: [event: MediaSessionEvent];
+  activity: [sessionIds: string[]];
+  /** A worker died; these sessions lost their media. */
+  workerexit: [workerIndex: number, sessionIds: string[], reason: string];
+};
+
+export class MediaError extends Error {
+  override name = 'MediaError';
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+interface Pending {
+  resolve: (value: { sdp?: string; stats?: WorkerStats }) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+  worker: number;
+}
+
+class MediaWorkerHandle {
+  readonly index: number;
+  worker: Worker;
+  readonly sessions = new Set<string>();
+  ready: Promise<void>;
+
+  constructor(index: number, init: WorkerInit) {
+    this.index = index;
+    this.worker = new Worker(WORKER_URL, { workerData: init, execArgv: [...process.execArgv] });
+    this.ready = new Promise((resolve, reject) => {
+      const onMessage = (event: WorkerEvent) => {
+        if (event.ev === 'ready') {
+          this.worker.off('message', onMessage);
+          resolve();
+        }
+      };
+      this.worker.on('message', onMessage);
+      this.worker.once('error', reject);
+    });
+  }
+}
+
+export class MediaPool extends TypedEmitter<MediaPoolEvents> {
+  readonly #config: Readonly<Config>;
+  readonly #workers: MediaWorkerHandle[] = [];
+  readonly #placement = new Map<string, MediaWorkerHandle>();
+  readonly #pending = new Map<number, Pending>();
+  #nextRequestId = 1;
+  #closing = false;
+
+  constructor(config: Readonly<Config>) {
+    super();
+    this.#config = config;
+  }
+
+  async start(): Promise<void> {
+    const { mediaWorkers, rtcPortRange } = this.#config;
+    // Split the UDP port range so workers never race for the same port.
+    const span = Math.floor((rtcPortRange[1] - rtcPortRange[0] + 1) / mediaWorkers);
+    for (let i = 0; i < mediaWorkers; i++) {
+      const lo = rtcPortRange[0] + i * span;
+      const hi = i === mediaWorkers - 1 ? rtcPortRange[1] : lo + span - 1;
+      this.#workers.push(this.#spawn(i, [lo, hi]));
+    }
+    await Promise.all(this.#workers.map((w) => w.ready));
+  }
+
+  get workerCount(): number {
+    return this.#workers.length;
+  }
+
+  /** Thread ids of the workers, for tests and diagnostics. */
+  workerThreadIds(): number[] {
+    return this.#workers.map((w) => w.worker.threadId);
+  }
+
+  workerOf(sessionId: string): number | null {
+    return this.#placement.get(sessionId)?.index ?? null;
+  }
+
+  open(sessionId: string, options: MediaSessionOptions): number {
+    const handle = this.#workers.reduce((best, w) => (w.sessions.size < best.sessions.size ? w : best));
+    handle.sessions.add(sessionId);
+    this.#placement.set(sessionId, handle);
+    this.#post(handle, { op: 'open', sessionId, options });
+    return handle.index;
+  }
+
+  async acceptOffer(sessionId: string, sdp: string): Promise<string> {
+    const result = await this.#request(sessionId, (requestId) => ({ op: 'offer', sessionId, sdp, requestId }));
+    return result.sdp ?? '';
+  }
+
+  async acceptAnswer(sessionId: string, sdp: string): Promise<void> {
+    await this.#request(sessionId, (requestId) => ({ op: 'answer', sessionId, sdp, requestId }));
+  }
+
+  async addCandidate(sessionId: string, candidate: IceCandidateInit | null): Promise<void> {
+    await this.#request(sessionId, (requestId) => ({ op: 'candidate', sessionId, candidate, requestId }));
+  }
+
+  close(sessionId: string): void {
+    const handle = this.#placement.get(sessionId);
+    if (!handle) return;
+    this.#placement.delete(sessionId);
+    handle.sessions.delete(sessionId);
+    this.#post(handle, { op: 'close', sessionId });
+  }
+
+  /** Sessions hosted per worker, from the main thread's bookkeeping. */
+  placements(): number[] {
+    return this.#workers.map((w) => w.sessions.size);
+  }
+
+  async stats(reset = false): Promise<WorkerStats[]> {
+    return Promise.all(
+      this.#workers.map(async (handle) => {
+        const result = await this.#send(handle, (requestId) => ({ op: 'stats', requestId, reset }));
+        return result.stats!;
+      }),
+    );
+  }
+
+  /** Ends a worker abruptly, as a crash would (used by tests of worker failure). */
+  async terminateWorker(index: number): Promise<void> {
+    await this.#workers[index]?.worker.terminate();
+  }
+
+  async stop(): Promise<void> {
+    this.#closing = true;
+    await Promise.all(this.#workers.map((w) => w.worker.terminate()));
+    for (const pending of this.#pending.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(new MediaError('MEDIA_ERR_SHUTDOWN', 'server is shutting down'));
+    }
+    this.#pending.clear();
+  }
+
+  #spawn(index: number, portRange: [number, number]): MediaWorkerHandle {
+    const init: WorkerInit = {
+      workerIndex: index,
+      portRange,
+      hostAddresses: [...this.#config.rtcHostAddresses],
+      announcedAddress: this.#config.rtcAnnouncedAddress,
+    };
+    const handle = new MediaWorkerHandle(index, init);
+    handle.worker.on('message', (event: WorkerEvent) => this.#onWorkerEvent(event));
+    handle.worker.on('error', (error) => process.emitWarning(`media worker ${index} error: ${error.stack ?? error}`));
+    handle.worker.once('exit', (code) => this.#onWorkerExit(handle, portRange, `exit code ${code}`));
+    return handle;
+  }
+
+  #onWorkerExit(handle: MediaWorkerHandle, portRange: [number, number], reason: string): void {
+    if (this.#closing) return;
+    const lost = [...handle.sessions];
+    handle.sessions.clear();
+    for (const id of lost) this.#placement.delete(id);
+    // Requests in flight to that worker will never be answered.
+    for (const [requestId, pending] of this.#pending) {
+      if (pending.worker === handle.index) {
+        clearTimeout(pending.timer);
+        this.#pending.delete(requestId);
+        pending.reject(new MediaError('MEDIA_ERR_WORKER_DIED', 'the media worker hosting this session stopped'));
+      }
+    }
+    const replacement = this.#spawn(handle.index, portRange);
+    this.#workers[handle.index] = replacement;
+    this.safeEmit('workerexit', handle.index, lost, reason);
+  }
+
+  #onWorkerEvent(event: WorkerEvent): void {
+    switch (event.ev) {
+      case 'reply': {
+        const pending = this.#pending.get(event.requestId);
+        if (!pending) return;
+        this.#pending.delete(event.requestId);
+        clearTimeout(pending.timer);
+        if (event.ok) pending.resolve({ sdp: event.sdp, stats: event.stats });
+        else pending.reject(new MediaError(event.code, event.message));
+        return;
+      }
+      case 'ready':
+        return;
+      case 'activity':
+        this.safeEmit('activity', event.sessionIds);
+        return;
+      default:
+        this.safeEmit('session', event);
+    }
+  }
+
+  #request(sessionId: string, build: (requestId: number) => WorkerCommand): Promise<{ sdp?: string; stats?: WorkerStats }> {
+    const handle = this.#placement.get(sessionId);
+    if (!handle) return Promise.reject(new MediaError('SESSION_ERR_NOT_FOUND', 'session has no media'));
+    return this.#send(handle, build);
+  }
+
+  #send(handle: MediaWorkerHandle, build: (requestId: number) => WorkerCommand): Promise<{ sdp?: string; stats?: WorkerStats }> {
+    const requestId = this.#nextRequestId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(requestId);
+        reject(new MediaError('MEDIA_ERR_TIMEOUT', 'the media worker did not answer in time'));
+      }, REQUEST_TIMEOUT_MS);
+      const pending: Pending = { resolve, reject, timer, worker: handle.index };
+      this.#pending.set(requestId, pending);
+      this.#post(handle, build(requestId));
+    });
+  }
+
+  #post(handle: MediaWorkerHandle, command: WorkerCommand): void {
+    handle.worker.postMessage(command);
+  }
+}

@@ -1,0 +1,150 @@
+// A voice session in the main thread's directory: identity, state, conversation history, and the
+// link to the client's signaling socket. Its media lives in a worker (MediaPool).
+import { randomBytes, randomUUID } from 'node:crypto';
+import { TypedEmitter } from '../media/typed-emitter.ts';
+import { canTransition } from './session-state.ts';
+import type { ConversationTurn, SessionState } from './session-types.ts';
+import type { ServerMessage, SessionMode } from '../signaling/protocol.ts';
+import type { ErrorCode } from '../signaling/errors.ts';
+
+export type SessionEvents = {
+  statechange: [state: SessionState, previous: SessionState, reason: string | undefined];
+  turn: [turn: ConversationTurn];
+  '@close': [reason: string];
+};
+
+export class InvalidStateError extends Error {
+  override name = 'InvalidStateError';
+}
+
+export type MessageSink = (message: ServerMessage) => void;
+
+interface PendingTurn {
+  speechStartAt: number;
+  speechEndAt: number;
+  endOfTurnAt: number;
+  userAudioMs: number;
+  firstPacketOutAt: number | null;
+}
+
+export class Session extends TypedEmitter<SessionEvents> {
+  readonly id = randomBytes(16).toString('base64url');
+  readonly resumeToken = randomBytes(32).toString('base64url');
+  readonly room: string;
+  readonly mode: SessionMode;
+  readonly createdAt = Date.now();
+  readonly history: ConversationTurn[] = [];
+  workerIndex: number | null = null;
+  lastActivityAt = Date.now();
+  #state: SessionState = 'connecting';
+  #sink: MessageSink | null = null;
+  #pendingTurn: PendingTurn | null = null;
+  #closed = false;
+
+  constructor(room: string | undefined, mode: SessionMode) {
+    super();
+    this.room = room ?? `room-${this.id.slice(0, 8)}`;
+    this.mode = mode;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  attach(sink: MessageSink | null): void {
+    this.#sink = sink;
+  }
+
+  send(message: ServerMessage): void {
+    this.#sink?.(message);
+  }
+
+  sendError(code: ErrorCode, message: string, retryable: boolean): void {
+    this.send({ type: 'error', code, message, retryable });
+  }
+
+  touch(): void {
+    this.lastActivityAt = Date.now();
+  }
+
+  setState(next: SessionState, reason?: string): void {
+    const previous = this.#state;
+    if (next === previous) return;
+    if (!canTransition(previous, next)) {
+      throw new InvalidStateError(`session ${this.id}: ${previous} -> ${next} is not allowed`);
+    }
+    this.#state = next;
+    this.send({ type: 'state', state: next, previous, ...(reason ? { reason } : {}) });
+    this.safeEmit('statechange', next, previous, reason);
+  }
+
+  /** Moves to `next` only when that is legal now (media events may race a state change). */
+  trySetState(next: SessionState, reason?: string): boolean {
+    if (this.#state === next || !canTransition(this.#state, next)) return false;
+    this.setState(next, reason);
+    return true;
+  }
+
+  // Media events from the worker build the turn: utterance -> processing, first packet out ->
+  // responding, last packet out -> the turn is recorded and announced.
+  onUtterance(info: { speechStartAt: number; speechEndAt: number; endOfTurnAt: number; audioMs: number }): void {
+    this.touch();
+    this.#pendingTurn = {
+      speechStartAt: info.speechStartAt,
+      speechEndAt: info.speechEndAt,
+      endOfTurnAt: info.endOfTurnAt,
+      userAudioMs: info.audioMs,
+      firstPacketOutAt: null,
+    };
+    this.trySetState('processing');
+  }
+
+  onResponseStart(at: number): void {
+    if (this.#pendingTurn) this.#pendingTurn.firstPacketOutAt = at;
+    this.trySetState('responding');
+  }
+
+  onResponseEnd(at: number, audioMs: number, interrupted: boolean): void {
+    const pending = this.#pendingTurn;
+    this.#pendingTurn = null;
+    if (pending) {
+      const turn: ConversationTurn = {
+        turnId: randomUUID(),
+        index: this.history.length,
+        mode: this.mode,
+        userText: null,
+        agentText: null,
+        heardText: null,
+        interrupted,
+        userAudioMs: pending.userAudioMs,
+        agentAudioMs: audioMs,
+        timings: {
+          speechStartAt: pending.speechStartAt,
+          speechEndAt: pending.speechEndAt,
+          endOfTurnAt: pending.endOfTurnAt,
+          firstPacketOutAt: pending.firstPacketOutAt,
+          lastPacketOutAt: at,
+        },
+      };
+      this.history.push(turn);
+      this.send({ type: 'turn', turn });
+      this.safeEmit('turn', turn);
+    }
+    this.trySetState('listening');
+  }
+
+  /** Ends the session once; the manager drops it on '@close'. */
+  close(reason: string, finalState: 'disconnected' | 'error' = 'disconnected'): void {
+    if (this.#closed) return;
+    if (finalState === 'error') this.trySetState('error', reason);
+    this.trySetState('disconnected', reason);
+    this.#closed = true;
+    this.safeEmit('@close', reason);
+    this.#sink = null;
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,47 @@
+// Every error the signaling edge can report: a stable code, whether retrying can help, and the
+// HTTP status where one applies. docs/protocol.md lists them for client developers.
+export const ERRORS = {
+  SIG_ERR_BAD_JSON: { retryable: false, status: 400 },
+  SIG_ERR_BAD_MESSAGE: { retryable: false, status: 400 },
+  SIG_ERR_UNKNOWN_TYPE: { retryable: false, status: 400 },
+  SIG_ERR_TOO_LARGE: { retryable: false, status: 413 },
+  SIG_ERR_OUT_OF_ORDER: { retryable: false, status: 409 },
+  SIG_ERR_NOT_JOINED: { retryable: false, status: 409 },
+  SIG_ERR_ALREADY_JOINED: { retryable: false, status: 409 },
+  SIG_ERR_BAD_SDP: { retryable: false, status: 400 },
+  SIG_ERR_NO_OPUS: { retryable: false, status: 400 },
+  SIG_ERR_UNSUPPORTED_MODE: { retryable: false, status: 400 },
+  SIG_ERR_ABUSE: { retryable: false, status: 429 },
+  SIG_ERR_JOIN_TIMEOUT: { retryable: true, status: 408 },
+  SESSION_ERR_CAPACITY: { retryable: true, status: 503 },
+  SESSION_ERR_NOT_FOUND: { retryable: false, status: 404 },
+  SESSION_ERR_IDLE_TIMEOUT: { retryable: true, status: 408 },
+  SESSION_ERR_MAX_DURATION: { retryable: false, status: 408 },
+  MEDIA_ERR_NEGOTIATION: { retryable: false, status: 400 },
+  MEDIA_ERR_WORKER_DIED: { retryable: true, status: 503 },
+  MEDIA_ERR_TIMEOUT: { retryable: true, status: 504 },
+  SERVER_ERR_SHUTDOWN: { retryable: true, status: 503 },
+  SERVER_ERR_INTERNAL: { retryable: true, status: 500 },
+} as const satisfies Record<string, { retryable: boolean; status: number }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class SignalingError extends Error {
+  override name = 'SignalingError';
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+  get retryable(): boolean {
+    return ERRORS[this.code].retryable;
+  }
+}
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERRORS, code);
+}
+
+export function errorMessage(code: ErrorCode, message: string) {
+  return { type: 'error' as const, code, message, retryable: ERRORS[code].retryable };
+}

@@ -1,0 +1,124 @@
+// The WebSocket wire protocol at /v1/signal: every message type, its JSON schema and its TypeScript type.
+// docs/protocol.md is the human reference; keep the two in step.
+import { Ajv, type ValidateFunction } from 'ajv';
+import type { ConversationTurn, SessionState } from '../server/session-types.ts';
+
+export const PROTOCOL_VERSION = 1;
+export const SESSION_MODES = ['echo'] as const;
+export type SessionMode = (typeof SESSION_MODES)[number];
+
+export interface IceCandidateInit {
+  candidate: string;
+  sdpMid?: string | null;
+  sdpMLineIndex?: number | null;
+  usernameFragment?: string | null;
+}
+
+// client -> server
+export type ClientMessage =
+  | { type: 'join'; room?: string; mode?: string }
+  | { type: 'offer'; sdp: string }
+  | { type: 'answer'; sdp: string }
+  | { type: 'candidate'; candidate: IceCandidateInit | null }
+  | { type: 'leave' }
+  | { type: 'ping'; id?: string | number };
+
+// server -> client
+export interface IceServerInfo {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+export type ServerMessage =
+  | { type: 'joined'; sessionId: string; resumeToken: string; iceServers: IceServerInfo[]; room: string; mode: SessionMode; protocol: number }
+  | { type: 'offer' | 'answer'; sdp: string }
+  | { type: 'candidate'; candidate: IceCandidateInit | null }
+  | { type: 'state'; state: SessionState; previous: SessionState | null; reason?: string }
+  | { type: 'turn'; turn: ConversationTurn }
+  | { type: 'error'; code: string; message: string; retryable: boolean }
+  | { type: 'pong'; id?: string | number };
+
+export const MAX_SDP_CHARS = 32 * 1024;
+export const MAX_ROOM_CHARS = 64;
+const ROOM_PATTERN = '^[A-Za-z0-9_.-]+$';
+
+const sdp = { type: 'string', minLength: 1, maxLength: MAX_SDP_CHARS } as const;
+const candidateInit = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['candidate'],
+  properties: {
+    candidate: { type: 'string', maxLength: 1024 },
+    sdpMid: { type: ['string', 'null'], maxLength: 64 },
+    sdpMLineIndex: { type: ['integer', 'null'], minimum: 0, maximum: 64 },
+    usernameFragment: { type: ['string', 'null'], maxLength: 256 },
+  },
+} as const;
+
+const messageSchemas = {
+  join: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['type'],
+    properties: {
+      type: { const: 'join' },
+      room: { type: 'string', minLength: 1, maxLength: MAX_ROOM_CHARS, pattern: ROOM_PATTERN },
+      mode: { type: 'string', minLength: 1, maxLength: 32 },
+    },
+  },
+  offer: { type: 'object', additionalProperties: false, required: ['type', 'sdp'], properties: { type: { const: 'offer' }, sdp } },
+  answer: { type: 'object', additionalProperties: false, required: ['type', 'sdp'], properties: { type: { const: 'answer' }, sdp } },
+  candidate: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['type', 'candidate'],
+    properties: { type: { const: 'candidate' }, candidate: { anyOf: [{ type: 'null' }, candidateInit] } },
+  },
+  leave: { type: 'object', additionalProperties: false, required: ['type'], properties: { type: { const: 'leave' } } },
+  ping: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['type'],
+    properties: { type: { const: 'ping' }, id: { type: ['string', 'integer'], maxLength: 64 } },
+  },
+} as const;
+
+export type ClientMessageType = keyof typeof messageSchemas;
+const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+const validators = new Map<string, ValidateFunction>(
+  Object.entries(messageSchemas).map(([type, schema]) => [type, ajv.compile(schema)]),
+);
+
+export type ParseResult =
+  | { ok: true; message: ClientMessage }
+  | { ok: false; code: 'SIG_ERR_BAD_JSON' | 'SIG_ERR_UNKNOWN_TYPE' | 'SIG_ERR_BAD_MESSAGE'; message: string };
+
+/** Parses and validates one inbound text frame. Never throws. */
+export function parseClientMessage(text: string): ParseResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, code: 'SIG_ERR_BAD_JSON', message: 'message is not valid JSON' };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, code: 'SIG_ERR_BAD_MESSAGE', message: 'message must be a JSON object' };
+  }
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string') {
+    return { ok: false, code: 'SIG_ERR_BAD_MESSAGE', message: 'message has no string "type" field' };
+  }
+  const validate = validators.get(type);
+  if (!validate) {
+    return { ok: false, code: 'SIG_ERR_UNKNOWN_TYPE', message: `unknown message type "${type.slice(0, 32)}"` };
+  }
+  if (!validate(value)) {
+    const err = validate.errors?.[0];
+    const where = err?.instancePath || '(message)';
+    const detail = err?.keyword === 'additionalProperties'
+      ? `unexpected field "${String((err.params as { additionalProperty?: string }).additionalProperty)}"`
+      : `${where} ${err?.message ?? 'is invalid'}`;
+    return { ok: false, code: 'SIG_ERR_BAD_MESSAGE', message: `invalid "${type}" message: ${detail}` };
+  }
+  return { ok: true, message: value as ClientMessage };
+}

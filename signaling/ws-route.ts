@@ -1,0 +1,178 @@
+// The WebSocket signaling route at /v1/signal: one connection drives one session. Every inbound
+// frame is size-capped and schema-validated; a bad one gets an `error` and the session carries on;
+// a client that keeps sending garbage is disconnected.
+import type { FastifyInstance } from 'fastify';
+import type { WebSocket } from 'ws';
+import { parseClientMessage, SESSION_MODES, PROTOCOL_VERSION, type ClientMessage, type ServerMessage, type SessionMode } from './protocol.ts';
+import { ERRORS, errorMessage, isErrorCode, SignalingError, type ErrorCode } from './errors.ts';
+import { checkAudioSdp } from './sdp-check.ts';
+import type { SessionManager } from '../server/session-manager.ts';
+import type { MediaPool } from '../server/media-pool.ts';
+import type { Session } from '../server/session.ts';
+import type { Config } from '../server/config.ts';
+
+/** Frames above this are refused by the WebSocket layer itself (close 1009); below it, by us. */
+export const HARD_MAX_FRAME_BYTES = 1024 * 1024;
+
+const CLOSE_NORMAL = 1000;
+const CLOSE_POLICY = 1008;
+const CLOSE_TRY_AGAIN = 1013;
+
+export interface SignalingDeps {
+  config: Readonly<Config>;
+  sessions: SessionManager;
+  media: MediaPool;
+}
+
+export function registerSignalingRoute(app: FastifyInstance, deps: SignalingDeps): void {
+  app.get('/v1/signal', { websocket: true }, (socket) => {
+    new SignalingConnection(socket, deps).start();
+  });
+}
+
+class SignalingConnection {
+  readonly #socket: WebSocket;
+  readonly #deps: SignalingDeps;
+  #session: Session | null = null;
+  #badMessages: number[] = [];
+  #joinTimer: NodeJS.Timeout | null = null;
+
+  constructor(socket: WebSocket, deps: SignalingDeps) {
+    this.#socket = socket;
+    this.#deps = deps;
+  }
+
+  start(): void {
+    this.#joinTimer = setTimeout(() => {
+      this.#send(errorMessage('SIG_ERR_JOIN_TIMEOUT', 'no join message in time'));
+      this.#socket.close(CLOSE_POLICY, 'join timeout');
+    }, this.#deps.config.joinTimeoutMs);
+    this.#socket.on('message', (data, isBinary) => this.#onFrame(data as Buffer | Buffer[], isBinary));
+    this.#socket.on('close', () => this.#onClose());
+    this.#socket.on('error', () => undefined);
+  }
+
+  #send(message: ServerMessage): void {
+    if (this.#socket.readyState === this.#socket.OPEN) this.#socket.send(JSON.stringify(message));
+  }
+
+  #onFrame(data: Buffer | Buffer[], isBinary: boolean): void {
+    const buffer = Array.isArray(data) ? Buffer.concat(data) : data;
+    if (buffer.length > this.#deps.config.maxMessageBytes) {
+      this.#reject('SIG_ERR_TOO_LARGE', `message of ${buffer.length} bytes exceeds ${this.#deps.config.maxMessageBytes}`);
+      return;
+    }
+    if (isBinary) {
+      this.#reject('SIG_ERR_BAD_MESSAGE', 'binary frames are not part of the protocol');
+      return;
+    }
+    const parsed = parseClientMessage(buffer.toString('utf8'));
+    if (!parsed.ok) {
+      this.#reject(parsed.code, parsed.message);
+      return;
+    }
+    this.#session?.touch();
+    this.#dispatch(parsed.message).catch((error: unknown) => this.#onFailure(error));
+  }
+
+  async #dispatch(message: ClientMessage): Promise<void> {
+    if (message.type === 'ping') {
+      this.#send({ type: 'pong', ...(message.id !== undefined ? { id: message.id } : {}) });
+      return;
+    }
+    if (message.type === 'join') {
+      this.#join(message.room, message.mode);
+      return;
+    }
+    const session = this.#session;
+    if (!session) throw new SignalingError('SIG_ERR_NOT_JOINED', `"${message.type}" before "join"`);
+    const { media } = this.#deps;
+    switch (message.type) {
+      case 'offer': {
+        checkAudioSdp(message.sdp);
+        const sdp = await media.acceptOffer(session.id, message.sdp);
+        if (!session.closed) this.#send({ type: 'answer', sdp });
+        return;
+      }
+      case 'answer':
+        checkAudioSdp(message.sdp);
+        await media.acceptAnswer(session.id, message.sdp);
+        return;
+      case 'candidate':
+        await media.addCandidate(session.id, message.candidate);
+        return;
+      case 'leave':
+        this.#deps.sessions.close(session, 'client_left');
+        this.#session = null;
+        this.#socket.close(CLOSE_NORMAL, 'left');
+        return;
+    }
+  }
+
+  #join(room: string | undefined, requestedMode: string | undefined): void {
+    if (this.#session) throw new SignalingError('SIG_ERR_ALREADY_JOINED', 'this connection already has a session');
+    const mode = (requestedMode ?? 'echo') as SessionMode;
+    if (!SESSION_MODES.includes(mode)) {
+      throw new SignalingError('SIG_ERR_UNSUPPORTED_MODE', `mode "${requestedMode}" is not available; use one of ${SESSION_MODES.join(', ')}`);
+    }
+    let session: Session;
+    try {
+      session = this.#deps.sessions.create(room, mode);
+    } catch (error) {
+      if (error instanceof SignalingError && error.code === 'SESSION_ERR_CAPACITY') {
+        this.#send(errorMessage(error.code, error.message));
+        this.#socket.close(CLOSE_TRY_AGAIN, 'at capacity');
+        return;
+      }
+      throw error;
+    }
+    if (this.#joinTimer) clearTimeout(this.#joinTimer);
+    this.#session = session;
+    session.attach((message) => this.#send(message));
+    session.once('@close', (reason) => {
+      if (this.#session !== session) return;
+      this.#session = null;
+      if (this.#socket.readyState === this.#socket.OPEN) this.#socket.close(CLOSE_NORMAL, reason.slice(0, 100));
+    });
+    this.#send({
+      type: 'joined',
+      sessionId: session.id,
+      resumeToken: session.resumeToken,
+      iceServers: [],
+      room: session.room,
+      mode: session.mode,
+      protocol: PROTOCOL_VERSION,
+    });
+    this.#send({ type: 'state', state: session.state, previous: null });
+  }
+
+  #onFailure(error: unknown): void {
+    const code = (error as { code?: unknown })?.code;
+    if (typeof code === 'string' && isErrorCode(code)) {
+      this.#reject(code, (error as Error).message);
+      return;
+    }
+    this.#reject('SERVER_ERR_INTERNAL', 'internal error');
+  }
+
+  /** Reports a refused message and counts it toward the abuse limit. */
+  #reject(code: ErrorCode, message: string): void {
+    this.#send(errorMessage(code, message));
+    if (ERRORS[code].retryable) return; // the server's own trouble is not the client's fault
+    const now = Date.now();
+    const { maxBadMessages, abuseWindowMs } = this.#deps.config;
+    this.#badMessages = this.#badMessages.filter((t) => now - t < abuseWindowMs);
+    this.#badMessages.push(now);
+    if (this.#badMessages.length > maxBadMessages) {
+      this.#send(errorMessage('SIG_ERR_ABUSE', 'too many invalid messages; disconnecting'));
+      this.#socket.close(CLOSE_POLICY, 'too many invalid messages');
+    }
+  }
+
+  #onClose(): void {
+    if (this.#joinTimer) clearTimeout(this.#joinTimer);
+    const session = this.#session;
+    this.#session = null;
+    if (session) this.#deps.sessions.close(session, 'socket_closed');
+  }
+}

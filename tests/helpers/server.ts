@@ -1,0 +1,30 @@
+// Starts a real server (Fastify + media workers) on an ephemeral loopback port for one test file.
+import { loadConfig, type Config } from '../../server/config.ts';
+import { buildApp, type VoiceServer } from '../../server/app.ts';
+
+export interface RunningServer extends VoiceServer {
+  url: string;
+  wsUrl: string;
+  config: Readonly<Config>;
+}
+
+export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    MEDIA_WORKERS: '2',
+    RTC_HOST_ADDRESSES: '127.0.0.1',
+    ...env,
+  });
+  const server = await buildApp(config);
+  await server.app.listen({ host: config.host, port: config.port });
+  const address = server.app.server.address();
+  if (!address || typeof address === 'string') throw new Error('no address');
+  return {
+    ...server,
+    config,
+    url: `http://127.0.0.1:${address.port}`,
+    wsUrl: `ws://127.0.0.1:${address.port}/v1/signal`,
+  };
+}

@@ -1,0 +1,189 @@
+// A real client for tests and the benchmark: a WebSocket speaking the signaling protocol and a
+// werift peer connection on loopback that sends paced Opus and records what it receives.
+import WebSocket from 'ws';
+import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
+import type { ServerMessage } from '../../signaling/protocol.ts';
+
+export interface ReceivedPacket {
+  sequenceNumber: number;
+  timestamp: number;
+  marker: boolean;
+  payload: Uint8Array;
+  at: number;
+}
+
+type Predicate = (m: ServerMessage) => boolean;
+
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly messages: ServerMessage[] = [];
+  readonly received: ReceivedPacket[] = [];
+  pc: RTCPeerConnection | null = null;
+  #transceiver: RTCRtpTransceiver | null = null;
+  #waiters: { predicate: Predicate; resolve: (m: ServerMessage) => void }[] = [];
+  #closeWaiters: ((info: { code: number; reason: string }) => void)[] = [];
+  closeInfo: { code: number; reason: string } | null = null;
+  #seq = Math.floor(Math.random() * 65535);
+  #ts = Math.floor(Math.random() * 0xffffffff);
+  #pendingCandidates: unknown[] = [];
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.on('message', (data) => {
+      const message = JSON.parse(String(data)) as ServerMessage;
+      this.messages.push(message);
+      void this.#onMessage(message);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.predicate(message)) return true;
+        w.resolve(message);
+        return false;
+      });
+    });
+    ws.on('close', (code, reason) => {
+      this.closeInfo = { code, reason: String(reason) };
+      for (const resolve of this.#closeWaiters) resolve(this.closeInfo);
+      this.#closeWaiters = [];
+    });
+  }
+
+  static async open(url: string): Promise<TestClient> {
+    const ws = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return new TestClient(ws);
+  }
+
+  /** Opens, joins and negotiates media; resolves once the session is listening. */
+  static async connect(url: string, join: { room?: string; mode?: string } = {}): Promise<TestClient> {
+    const client = await TestClient.open(url);
+    await client.join(join);
+    await client.negotiate();
+    await client.waitFor((m) => m.type === 'state' && m.state === 'listening');
+    return client;
+  }
+
+  send(message: unknown): void {
+    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  waitFor<T extends ServerMessage = ServerMessage>(predicate: Predicate, timeoutMs = 10_000): Promise<T> {
+    const seen = this.messages.find(predicate);
+    if (seen) return Promise.resolve(seen as T);
+    return this.next<T>(predicate, timeoutMs);
+  }
+
+  /** Waits for a matching message that has not arrived yet. */
+  next<T extends ServerMessage = ServerMessage>(predicate: Predicate, timeoutMs = 10_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for a message; got ${JSON.stringify(this.messages.slice(-5))}`)), timeoutMs);
+      this.#waiters.push({ predicate, resolve: (m) => { clearTimeout(timer); resolve(m as T); } });
+    });
+  }
+
+  /** Sends a message and waits for the next `error` the server answers with. */
+  async expectError(message: unknown): Promise<Extract<ServerMessage, { type: 'error' }>> {
+    const reply = this.next<Extract<ServerMessage, { type: 'error' }>>((m) => m.type === 'error');
+    this.send(message);
+    return reply;
+  }
+
+  waitClose(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
+    if (this.closeInfo) return Promise.resolve(this.closeInfo);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('socket did not close')), timeoutMs);
+      this.#closeWaiters.push((info) => { clearTimeout(timer); resolve(info); });
+    });
+  }
+
+  async join(join: { room?: string; mode?: string } = {}): Promise<Extract<ServerMessage, { type: 'joined' }>> {
+    const reply = this.next<Extract<ServerMessage, { type: 'joined' }>>((m) => m.type === 'joined' || m.type === 'error');
+    this.send({ type: 'join', ...join });
+    const message = await reply;
+    if (message.type !== 'joined') throw new Error(`join refused: ${JSON.stringify(message)}`);
+    return message;
+  }
+
+  get sessionId(): string {
+    const joined = this.messages.find((m) => m.type === 'joined');
+    if (!joined || joined.type !== 'joined') throw new Error('not joined');
+    return joined.sessionId;
+  }
+
+  /** Creates the peer (loopback only, no STUN), offers, trickles, and waits for ICE+DTLS. */
+  async negotiate(): Promise<void> {
+    const pc = new RTCPeerConnection({
+      iceServers: [],
+      iceUseIpv4: false,
+      iceUseIpv6: false,
+      iceAdditionalHostAddresses: ['127.0.0.1'],
+      codecs: {
+        audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, payloadType: 111 })],
+        video: [],
+      },
+    });
+    this.pc = pc;
+    this.#transceiver = pc.addTransceiver('audio', { direction: 'sendrecv' });
+    pc.onTrack.subscribe((track) => {
+      track.onReceiveRtp.subscribe((rtp) => {
+        this.received.push({
+          sequenceNumber: rtp.header.sequenceNumber,
+          timestamp: rtp.header.timestamp,
+          marker: rtp.header.marker,
+          payload: new Uint8Array(rtp.payload),
+          at: performance.now(),
+        });
+      });
+    });
+    pc.onIceCandidate.subscribe((c) => {
+      this.send({ type: 'candidate', candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null } : null });
+    });
+    const offer = await pc.createOffer();
+    for (const t of pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
+    const answer = this.next((m) => m.type === 'answer');
+    await pc.setLocalDescription(offer);
+    this.send({ type: 'offer', sdp: pc.localDescription!.sdp });
+    const message = await answer;
+    if (message.type !== 'answer') throw new Error('no answer');
+    await pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
+    for (const c of this.#pendingCandidates.splice(0)) await pc.addIceCandidate(c as never).catch(() => undefined);
+    if (pc.connectionState !== 'connected') await pc.connectionStateChange.watch((s) => s === 'connected', 10_000);
+  }
+
+  async #onMessage(message: ServerMessage): Promise<void> {
+    if (message.type !== 'candidate' || !message.candidate || !this.pc) return;
+    if (!this.pc.remoteDescription) {
+      this.#pendingCandidates.push(message.candidate);
+      return;
+    }
+    await this.pc.addIceCandidate(message.candidate as never).catch(() => undefined);
+  }
+
+  /** Sends one Opus frame now. */
+  sendFrame(payload: Uint8Array, marker = false): void {
+    const sender = this.#transceiver?.sender;
+    if (!sender) throw new Error('not negotiated');
+    const header = new RtpHeader({ payloadType: 111, sequenceNumber: this.#seq, timestamp: this.#ts, marker });
+    this.#seq = (this.#seq + 1) & 0xffff;
+    this.#ts = (this.#ts + 960) >>> 0;
+    void sender.sendRtp(new RtpPacket(header, Buffer.from(payload)));
+  }
+
+  /** Sends frames at a steady 20 ms pace (drift-free). Resolves after the last one. */
+  async sendPaced(packets: Uint8Array[], onSent?: (index: number, at: number) => void): Promise<void> {
+    const start = performance.now();
+    for (let i = 0; i < packets.length; i++) {
+      const due = start + i * 20;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.sendFrame(packets[i]!, i === 0);
+      onSent?.(i, performance.now());
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
+    await this.pc?.close().catch(() => undefined);
+  }
+}
