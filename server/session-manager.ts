@@ -19,8 +19,9 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   readonly #config: Readonly<Config>;
   readonly #media: MediaPool;
   readonly #sweep: NodeJS.Timeout;
-  /** Sessions whose media close is still being confirmed by their worker. */
-  readonly #mediaClosing = new Set<string>();
+  /** Sessions whose media close is still being confirmed by their worker (id -> worker index). */
+  readonly #mediaClosing = new Map<string, number>();
+  #releaseWaiters: (() => void)[] = [];
 
   constructor(config: Readonly<Config>, media: MediaPool) {
     super();
@@ -31,6 +32,8 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       for (const id of ids) this.#sessions.get(id)?.touch();
     });
     media.on('workerexit', (index, ids) => {
+      for (const [id, worker] of this.#mediaClosing) if (worker === index) this.#mediaClosing.delete(id);
+      this.#notifyReleased();
       for (const id of ids) {
         const session = this.#sessions.get(id);
         if (!session) continue;
@@ -49,6 +52,12 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   /** Sessions whose worker has not yet confirmed that their media is released. */
   get mediaClosing(): number {
     return this.#mediaClosing.size;
+  }
+
+  /** Resolves once every closed session's worker has confirmed its media is released. */
+  mediaReleased(): Promise<void> {
+    if (this.#mediaClosing.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#releaseWaiters.push(resolve));
   }
 
   get(id: string): Session | undefined {
@@ -77,8 +86,9 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
 
   close(session: Session, reason: string, finalState: 'disconnected' | 'error' = 'disconnected'): void {
     if (!this.#sessions.delete(session.id)) return;
-    if (this.#media.workerOf(session.id) !== null) {
-      this.#mediaClosing.add(session.id);
+    const worker = this.#media.workerOf(session.id);
+    if (worker !== null) {
+      this.#mediaClosing.set(session.id, worker);
       this.#media.close(session.id);
     }
     session.close(reason, finalState);
@@ -96,6 +106,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   #onMediaEvent(event: MediaSessionEvent): void {
     if (event.ev === 'closed') {
       this.#mediaClosing.delete(event.sessionId);
+      this.#notifyReleased();
       return;
     }
     const session = this.#sessions.get(event.sessionId);
@@ -123,6 +134,10 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
         else session.onResponseEnd(event.at, event.audioMs, event.interrupted);
         return;
     }
+  }
+
+  #notifyReleased(): void {
+    if (this.#mediaClosing.size === 0) for (const resolve of this.#releaseWaiters.splice(0)) resolve();
   }
 
   #expire(): void {

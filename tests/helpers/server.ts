@@ -28,3 +28,21 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     wsUrl: `ws://127.0.0.1:${address.port}/v1/signal`,
   };
 }
+
+/** Resolves with the close reason when the session leaves the directory. */
+export function waitForSessionClosed(server: VoiceServer, sessionId: string, timeoutMs = 10_000): Promise<string> {
+  if (!server.sessions.get(sessionId)) return Promise.reject(new Error(`session ${sessionId} is not open`));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      server.sessions.off('sessionclosed', listener);
+      reject(new Error(`session ${sessionId} did not close in ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (session: { id: string }, reason: string) => {
+      if (session.id !== sessionId) return;
+      clearTimeout(timer);
+      server.sessions.off('sessionclosed', listener);
+      resolve(reason);
+    };
+    server.sessions.on('sessionclosed', listener);
+  });
+}

@@ -136,14 +136,21 @@ export class TestClient {
         });
       });
     });
+    // werift fires candidates during setLocalDescription, before the offer is out: hold them until then.
+    const outbound: unknown[] = [];
+    let offerSent = false;
     pc.onIceCandidate.subscribe((c) => {
-      this.send({ type: 'candidate', candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null } : null });
+      const message = { type: 'candidate', candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null } : null };
+      if (offerSent) this.send(message);
+      else outbound.push(message);
     });
     const offer = await pc.createOffer();
     for (const t of pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
     const answer = this.next((m) => m.type === 'answer');
     await pc.setLocalDescription(offer);
     this.send({ type: 'offer', sdp: pc.localDescription!.sdp });
+    offerSent = true;
+    for (const message of outbound.splice(0)) this.send(message);
     const message = await answer;
     if (message.type !== 'answer') throw new Error('no answer');
     await pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
@@ -168,6 +175,12 @@ export class TestClient {
     this.#seq = (this.#seq + 1) & 0xffff;
     this.#ts = (this.#ts + 960) >>> 0;
     void sender.sendRtp(new RtpPacket(header, Buffer.from(payload)));
+  }
+
+  /** Advances sequence number and timestamp as if a frame were sent: the server sees it as lost. */
+  skipFrame(): void {
+    this.#seq = (this.#seq + 1) & 0xffff;
+    this.#ts = (this.#ts + 960) >>> 0;
   }
 
   /** Sends frames at a steady 20 ms pace (drift-free). Resolves after the last one. */
