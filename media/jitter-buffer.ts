@@ -30,6 +30,7 @@ export interface RtpAudioPacket {
   sequenceNumber: number;
   timestamp: number;
   payload: Uint8Array;
+  /** Talkspurt start. Informational: pauses are recognised from timestamps, so losing it is harmless. */
   marker?: boolean;
 }
 
@@ -106,8 +107,8 @@ export class JitterBuffer {
   #jitterMs = 0;
   #headTs = 0; // scratch written by #headDueMs
   readonly #counts = {
-    received: 0, duplicates: 0, late: 0, lost: 0, concealed: 0, fecRecovered: 0,
-    reordered: 0, overflowDrops: 0, released: 0, resyncs: 0,
+    received: 0, duplicates: 0, late: 0, lost: 0, concealed: 0,
+    fecRecovered: 0, reordered: 0, overflowDrops: 0, released: 0, resyncs: 0,
   };
 
   constructor(options: Partial<JitterBufferOptions> = {}) {
@@ -177,7 +178,7 @@ export class JitterBuffer {
     this.#slotArrival[idx] = nowMs;
     this.#slotPayload[idx] = packet.payload;
     this.#buffered++;
-    if (seq < this.#highSeq) {}
+    if (seq < this.#highSeq) this.#counts.reordered++;
     else {
       this.#highSeq = seq;
       this.#highTs = ts;

@@ -47,6 +47,10 @@ export class InvalidStateError extends Error {
   override name = 'InvalidStateError';
 }
 
+export class GlareError extends Error {
+  override name = 'GlareError';
+}
+
 export const OPUS_PAYLOAD_TYPE = 111;
 const OPUS_CLOCK_RATE = 48000;
 
@@ -134,8 +138,9 @@ export class Peer extends TypedEmitter<PeerEvents> {
     return this.#signaling.run(async () => {
       this.#assertOpen();
       if (this.#pc.signalingState === 'have-local-offer') {
-        // Glare: the server is the polite side and yields to the client's offer.
-        await this.#pc.setRemoteDescription({ type: 'rollback', sdp: '' });
+        // Glare: the server is the impolite side (perfect negotiation). It keeps its own offer; the
+        // client, being polite, rolls back and answers ours, then offers again if it still needs to.
+        throw new GlareError('the server has an offer outstanding; answer it first');
       }
       await this.#pc.setRemoteDescription({ type: 'offer', sdp });
       this.#disableDefaultStun();

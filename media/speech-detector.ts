@@ -17,6 +17,8 @@ export interface SpeechDetectorOptions {
   preRollMs: number;
   /** Silence kept after the last loud frame. */
   tailMs: number;
+  /** Window over which the noise floor is the minimum level. */
+  noiseWindowMs: number;
 }
 
 export const DEFAULT_SPEECH_DETECTOR_OPTIONS: SpeechDetectorOptions = {
@@ -30,6 +32,7 @@ export const DEFAULT_SPEECH_DETECTOR_OPTIONS: SpeechDetectorOptions = {
   maxUtteranceMs: 15_000,
   preRollMs: 200,
   tailMs: 100,
+  noiseWindowMs: 1500,
 };
 
 export type SpeechDetectorEvent =
@@ -49,9 +52,12 @@ export class SpeechDetector {
   #frames: Int16Array[] = [];
   readonly #preRoll: Int16Array[] = [];
   #levelDb = -100;
+  readonly #floorWindow: Float64Array;
+  #floorIndex = 0;
 
   constructor(options: Partial<SpeechDetectorOptions> = {}) {
     this.options = { ...DEFAULT_SPEECH_DETECTOR_OPTIONS, ...options };
+    this.#floorWindow = new Float64Array(Math.ceil(this.options.noiseWindowMs / this.options.frameMs)).fill(-70);
   }
 
   get inSpeech(): boolean {
@@ -74,7 +80,7 @@ export class SpeechDetector {
     const level = frameLevelDb(frame);
     this.#levelDb = level;
     const loud = level > Math.max(o.absoluteThresholdDb, this.#noiseFloorDb + o.marginOverNoiseDb);
-    this.#trackNoiseFloor(level, loud);
+    this.#trackNoiseFloor(level);
 
     if (!this.#inSpeech) {
       this.#keepPreRoll(frame);
@@ -131,11 +137,16 @@ export class SpeechDetector {
     this.#preRoll.push(copy);
   }
 
-  // The floor follows quiet frames quickly and rises only slowly during loud ones, so a long
-  // utterance does not become "noise".
-  #trackNoiseFloor(level: number, loud: boolean): void {
-    const alpha = level < this.#noiseFloorDb ? 0.3 : loud ? 0.001 : 0.05;
-    this.#noiseFloorDb += alpha * (level - this.#noiseFloorDb);
+  // Minimum statistics: the noise floor is the quietest frame of the last ~1.5 s. Speech has gaps
+  // between syllables, so the minimum finds the background even while someone talks; steady noise
+  // (a fan, a car) becomes the floor within one window.
+  #trackNoiseFloor(level: number): void {
+    const window = this.#floorWindow;
+    window[this.#floorIndex] = level;
+    this.#floorIndex = (this.#floorIndex + 1) % window.length;
+    let min = Infinity;
+    for (let i = 0; i < window.length; i++) if (window[i]! < min) min = window[i]!;
+    this.#noiseFloorDb = min;
   }
 }
 

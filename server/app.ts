@@ -53,7 +53,7 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
     async close() {
       if (closed) return;
       closed = true;
-      sessions.closeAll('server_shutdown');
+      sessions.shutdown();
       sessions.stop();
       await app.close();
       await media.stop();

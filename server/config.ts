@@ -14,6 +14,8 @@ export interface Config {
   maxSessions: number;
   idleTimeoutMs: number;
   maxSessionDurationMs: number;
+  /** How long a session may stay `reconnecting` before it is closed. */
+  reconnectWindowMs: number;
   maxMessageBytes: number;
   /** Protocol errors allowed per socket within `abuseWindowMs` before it is disconnected. */
   maxBadMessages: number;
@@ -52,6 +54,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     maxSessions: r.int('MAX_SESSIONS', 500, 1, 100_000),
     idleTimeoutMs: r.int('SESSION_IDLE_TIMEOUT_MS', 120_000, 100, 86_400_000),
     maxSessionDurationMs: r.int('SESSION_MAX_DURATION_MS', 3_600_000, 1000, 7 * 86_400_000),
+    reconnectWindowMs: r.int('SESSION_RECONNECT_WINDOW_MS', 30_000, 100, 3_600_000),
     maxMessageBytes: r.int('SIGNAL_MAX_MESSAGE_BYTES', 64 * 1024, 1024, 1024 * 1024),
     maxBadMessages: r.int('SIGNAL_MAX_BAD_MESSAGES', 10, 1, 10_000),
     abuseWindowMs: r.int('SIGNAL_ABUSE_WINDOW_MS', 10_000, 100, 3_600_000),

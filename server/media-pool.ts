@@ -150,7 +150,7 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
     await Promise.all(this.#workers.map((w) => w.worker.terminate()));
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer);
-      pending.reject(new MediaError('MEDIA_ERR_SHUTDOWN', 'server is shutting down'));
+      pending.reject(new MediaError('SERVER_ERR_SHUTDOWN', 'server is shutting down'));
     }
     this.#pending.clear();
   }

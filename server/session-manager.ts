@@ -95,8 +95,12 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     this.safeEmit('sessionclosed', session, reason);
   }
 
-  closeAll(reason: string): void {
-    for (const session of [...this.#sessions.values()]) this.close(session, reason);
+  /** Ends every session, telling each client first (retryable: another server can take it). */
+  shutdown(): void {
+    for (const session of [...this.#sessions.values()]) {
+      session.sendError('SERVER_ERR_SHUTDOWN', 'the server is shutting down', true);
+      this.close(session, 'server_shutdown');
+    }
   }
 
   stop(): void {
@@ -117,7 +121,9 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
         return;
       case 'connection':
         if (event.state === 'connected') {
-          session.trySetState('connected');
+          // First connection, or recovery: a recovered session resumes listening (any turn in flight
+          // finished or was dropped while the path was down).
+          session.trySetState(session.state === 'reconnecting' ? 'listening' : 'connected');
           session.trySetState('listening');
         } else if (event.state === 'failed' || event.state === 'disconnected') {
           session.trySetState('reconnecting', `ice_${event.state}`);
@@ -146,6 +152,9 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       if (now - session.createdAt >= this.#config.maxSessionDurationMs) {
         session.sendError('SESSION_ERR_MAX_DURATION', 'the session reached its maximum duration', false);
         this.close(session, 'max_duration');
+      } else if (session.state === 'reconnecting' && now - session.stateSince >= this.#config.reconnectWindowMs) {
+        session.sendError('SESSION_ERR_MEDIA_LOST', 'the media path did not recover in time', true);
+        this.close(session, 'reconnect_timeout');
       } else if (now - session.lastActivityAt >= this.#config.idleTimeoutMs) {
         session.sendError('SESSION_ERR_IDLE_TIMEOUT', 'the session was idle too long', true);
         this.close(session, 'idle_timeout');

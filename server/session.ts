@@ -36,6 +36,8 @@ export class Session extends TypedEmitter<SessionEvents> {
   readonly history: ConversationTurn[] = [];
   workerIndex: number | null = null;
   lastActivityAt = Date.now();
+  /** When the current state was entered (ms since epoch). */
+  stateSince = Date.now();
   #state: SessionState = 'connecting';
   #sink: MessageSink | null = null;
   #pendingTurn: PendingTurn | null = null;
@@ -78,6 +80,7 @@ export class Session extends TypedEmitter<SessionEvents> {
       throw new InvalidStateError(`session ${this.id}: ${previous} -> ${next} is not allowed`);
     }
     this.#state = next;
+    this.stateSince = Date.now();
     this.send({ type: 'state', state: next, previous, ...(reason ? { reason } : {}) });
     this.safeEmit('statechange', next, previous, reason);
   }
@@ -100,12 +103,12 @@ export class Session extends TypedEmitter<SessionEvents> {
       userAudioMs: info.audioMs,
       firstPacketOutAt: null,
     };
-    this.trySetState('processing');
+    if (this.#state === 'listening') this.setState('processing');
   }
 
   onResponseStart(at: number): void {
     if (this.#pendingTurn) this.#pendingTurn.firstPacketOutAt = at;
-    this.trySetState('responding');
+    if (this.#state === 'processing') this.setState('responding');
   }
 
   onResponseEnd(at: number, audioMs: number, interrupted: boolean): void {
@@ -134,7 +137,7 @@ export class Session extends TypedEmitter<SessionEvents> {
       this.send({ type: 'turn', turn });
       this.safeEmit('turn', turn);
     }
-    this.trySetState('listening');
+    if (this.#state === 'responding' || this.#state === 'processing') this.setState('listening');
   }
 
   /** Ends the session once; the manager drops it on '@close'. */

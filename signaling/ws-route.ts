@@ -102,9 +102,8 @@ class SignalingConnection {
         await media.addCandidate(session.id, message.candidate);
         return;
       case 'leave':
+        // The session's @close handler closes the socket (1000, reason "client_left").
         this.#deps.sessions.close(session, 'client_left');
-        this.#session = null;
-        this.#socket.close(CLOSE_NORMAL, 'left');
         return;
     }
   }

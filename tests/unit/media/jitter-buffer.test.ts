@@ -143,7 +143,28 @@ describe('JitterBuffer', () => {
     assert.equal(jb.toJSON().lost, 0);
     assert.equal(jb.toJSON().frameMs, 20, 'the pause must not be learned as a frame size');
     // The schedule continues from the new timestamps.
-    assert.equal(jb.push({ ...resumed, sequenceNumber: 1006, timestamp: resumed.timestamp + FRAME_TS }, 10_100)[0]?.kind, 'packet');
+    const next = { ...resumed, sequenceNumber: 1006, timestamp: resumed.timestamp + FRAME_TS };
+    assert.equal(jb.push(next, 10_100)[0]?.kind, 'packet');
+  });
+
+  it('does not conceal a packet that is exactly on time when the tick comes first', () => {
+    const jb = new JitterBuffer();
+    jb.push(pkt(0), 0);
+    assert.deepEqual(jb.poll(20), []);
+    assert.deepEqual(kinds(jb.push(pkt(1), 20)), ['packet:1001']);
+    assert.equal(jb.toJSON().concealed, 0);
+  });
+
+  it('schedules a loss at the start of a talkspurt from the packet after it', () => {
+    const jb = new JitterBuffer({ minDelayMs: 40 });
+    for (let i = 0; i < 3; i++) jb.push(pkt(i), i * FRAME_MS);
+    jb.poll(2 * FRAME_MS + 40);
+    // After a 10 s pause the first packet (seq 3) is lost; seq 4 arrives on time.
+    const ts4 = 50_000 + 2 * FRAME_TS + 480_000 + FRAME_TS;
+    assert.deepEqual(jb.push({ ...pkt(4), timestamp: ts4 }, 10_060), []);
+    assert.equal(jb.nextDeadlineMs(), 10_040 + 40);
+    assert.deepEqual(kinds(jb.poll(10_080)), ['fec:1003']);
+    assert.deepEqual(kinds(jb.poll(10_100)), ['packet:1004']);
   });
 
   it('re-anchors a talkspurt whose timestamps did not follow the pause', () => {
@@ -176,6 +197,7 @@ describe('JitterBuffer', () => {
     for (let i = 500; i < 800; i++) jb.push(pkt(i), i * FRAME_MS + 0.5, out);
     const calm = jb.toJSON();
     assert.ok(calm.targetDelayMs <= 5, `target ${calm.targetDelayMs}`);
+    while (jb.toJSON().buffered > 0) jb.poll(jb.nextDeadlineMs()!, out);
     // Everything came out once, in order.
     const seqs = out.map((o) => o.sequenceNumber);
     assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, k) => 1000 + k));

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine (a developer's or CI's) to build, run and test the project:
+# the Debian packages it needs, node_modules and the demo page bundle. Idempotent and
+# non-interactive; quick when everything is already there.
+#   libopus0  the server's Opus codec, loaded through koffi
+#   chromium  the browser that the e2e tests drive (/usr/bin/chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(libopus0 chromium)
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+installed() {
+  [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == installed ]]
+}
+
+command -v dpkg-query >/dev/null || die "dpkg-query not found: this script expects Debian 12"
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  installed "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+  log "Debian packages present: ${DEBIAN_PACKAGES[*]}"
+else
+  if [[ $(id -u) -ne 0 ]]; then
+    die "missing Debian packages: ${missing[*]}; install them as root: apt-get update && apt-get install -y ${missing[*]}"
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq </dev/null || die "apt-get update failed; cannot install ${missing[*]}"
+  apt-get install -y -qq "${missing[@]}" </dev/null \
+    || die "apt-get install failed for: ${missing[*]}"
+  for pkg in "${missing[@]}"; do
+    installed "$pkg" || die "$pkg is still not installed after apt-get install"
+  done
+  log "installed: ${missing[*]}"
+fi
+
+command -v node >/dev/null || die "node not found: install Node.js 20 or newer"
+command -v npm >/dev/null || die "npm not found: install Node.js 20 or newer"
+
+# npm ci rewrites node_modules/.package-lock.json, so a lock file newer than it means the
+# dependencies changed since the last install.
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund </dev/null || die "npm ci failed"
+else
+  log "node_modules up to date (skipping npm ci)"
+fi
+
+log "building the client bundle"
+npm run --silent build:client </dev/null || die "npm run build:client failed"
+log "done"
