@@ -1,9 +1,11 @@
-// One session's media inside a worker: the peer, the jitter buffer, the decoder and the echo
-// conversation (speech endpointing, then playback of the utterance).
-import { Peer, type PeerOptions, type InboundRtp } from './peer.ts';
+// One session's media inside a worker: the peer, the jitter buffer, the decoder, the echo
+// conversation (speech endpointing, then playback of the utterance), media-loss detection and
+// outbound quality adaptation. The peer can be replaced (full rejoin) without losing the session.
+import { Peer, type PeerOptions, type InboundRtp, type IceCandidateInit, type PeerConnectionState } from './peer.ts';
 import { JitterBuffer, type JitterOutput } from './jitter-buffer.ts';
 import { OpusFrameDecoder, OpusFrameEncoder } from './opus-codec.ts';
 import { SpeechDetector } from './speech-detector.ts';
+import { OutboundQuality, type QualitySnapshot } from './outbound-quality.ts';
 import { TypedEmitter } from './typed-emitter.ts';
 import type { LatencyHistogram } from './latency-histogram.ts';
 
@@ -11,12 +13,25 @@ export interface MediaSessionOptions {
   mode: 'echo';
   echo: { endSilenceMs: number; minSpeechMs: number; maxUtteranceMs: number };
   jitterBuffer: { minDelayMs: number; maxDelayMs: number };
+  /** No inbound RTP for this long (while connected and not muted) means the media path died. */
+  mediaTimeoutMs: number;
+}
+
+export interface QualityReport extends QualitySnapshot {
+  jitterBufferDelayMs: number;
+  inboundLossPercent: number;
 }
 
 export type MediaSessionEvents = {
+  candidate: [candidate: IceCandidateInit | null];
+  connection: [state: PeerConnectionState];
   speechstart: [at: number];
   utterance: [info: { speechStartAt: number; speechEndAt: number; endOfTurnAt: number; audioMs: number; accepted: boolean }];
-  response: [info: { phase: 'start' | 'end'; at: number; audioMs: number; interrupted: boolean }];
+  /** heardMs: answer audio the client can be assumed to have received (see #stopPlayback). */
+  response: [info: { phase: 'start' | 'end'; at: number; audioMs: number; heardMs: number; interrupted: boolean }];
+  /** The media path died (no RTP for mediaTimeoutMs) or came back. */
+  media: [info: { state: 'lost' | 'restored'; at: number; silentMs: number }];
+  quality: [report: QualityReport];
 };
 
 const SAMPLE_RATE = 16000;
@@ -32,10 +47,13 @@ export interface MediaClock {
 
 export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   readonly id: string;
-  readonly peer: Peer;
+  #peer: Peer;
   readonly jitterBuffer: JitterBuffer;
+  readonly #options: MediaSessionOptions;
+  readonly #peerOptions: PeerOptions;
   #decoder: OpusFrameDecoder | null;
   #encoder: OpusFrameEncoder | null = null;
+  readonly #quality = new OutboundQuality();
   readonly #detector: SpeechDetector;
   readonly #clock: MediaClock;
   readonly #latency: LatencyHistogram;
@@ -45,11 +63,15 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   readonly #outputs: JitterOutput[] = [];
   #mediaSeen = false;
   #ssrc: number | null = null;
+  #lastRtpAt = 0;
+  #mediaLost = false;
+  #muted = false;
 
   // Echo playback state.
   #playback: Int16Array | null = null;
   #playbackOffset = 0;
-  #playbackFrame = new Int16Array(FRAME_SAMPLES);
+  #playbackStartedAt = 0;
+  readonly #playbackFrame = new Int16Array(FRAME_SAMPLES);
   #rtpTimestamp = Math.floor(Math.random() * 0xffffffff);
   #lastSentAt = 0;
   #speechStartWall = 0;
@@ -58,9 +80,10 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   constructor(id: string, options: MediaSessionOptions, peerOptions: PeerOptions, clock: MediaClock, latency: LatencyHistogram) {
     super();
     this.id = id;
+    this.#options = options;
+    this.#peerOptions = peerOptions;
     this.#clock = clock;
     this.#latency = latency;
-    this.peer = new Peer(peerOptions);
     this.jitterBuffer = new JitterBuffer({
       minDelayMs: options.jitterBuffer.minDelayMs,
       maxDelayMs: options.jitterBuffer.maxDelayMs,
@@ -72,7 +95,26 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       minSpeechMs: options.echo.minSpeechMs,
       maxUtteranceMs: options.echo.maxUtteranceMs,
     });
-    this.peer.on('rtp', (packet) => this.#onRtp(packet));
+    this.#peer = this.#createPeer();
+  }
+
+  get peer(): Peer {
+    return this.#peer;
+  }
+
+  /** Slow path of a resume: the client has a new peer connection; ours is replaced, the session stays. */
+  async replacePeer(): Promise<void> {
+    const old = this.#peer;
+    this.#peer = this.#createPeer();
+    this.#ssrc = null;
+    this.#lastRtpAt = 0;
+    this.jitterBuffer.reset();
+    await old.close();
+  }
+
+  setMuted(muted: boolean): void {
+    this.#muted = muted;
+    if (!muted) this.#lastRtpAt = this.#clock.now(); // give a fresh timeout after unmuting
   }
 
   /** True once per report interval if media arrived since the last call. */
@@ -86,11 +128,13 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     return this.#playback !== null;
   }
 
-  /** Periodic tick: releases due frames from the jitter buffer (concealing what never came). */
+  /** Periodic tick: releases due frames from the jitter buffer and watches for a dead media path. */
   poll(): void {
     if (this.#closed) return;
-    const outputs = this.jitterBuffer.poll(this.#clock.now(), this.#clearedOutputs());
+    const now = this.#clock.now();
+    const outputs = this.jitterBuffer.poll(now, this.#clearedOutputs());
     if (outputs.length > 0) this.#consume(outputs);
+    this.#watchMedia(now);
   }
 
   /** Pacer tick: sends the next 20 ms of the answer, if any. */
@@ -107,8 +151,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       frame.set(playback.subarray(this.#playbackOffset));
     }
     this.#playbackOffset += FRAME_SAMPLES;
-    this.#encoder ??= new OpusFrameEncoder({ sampleRate: SAMPLE_RATE });
-    const packet = this.#encoder.encode(frame);
+    const packet = this.#encoderFor().encode(frame);
     const now = this.#clock.now();
     // A new talkspurt advances the RTP clock by the real pause, so the receiver's timing stays true.
     if (first && this.#lastSentAt > 0) {
@@ -118,22 +161,20 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       this.#rtpTimestamp = (this.#rtpTimestamp + RTP_TICKS_PER_FRAME) >>> 0;
     }
     this.#lastSentAt = now;
-    this.peer.sendAudio(packet, this.#rtpTimestamp, first);
+    this.#peer.sendAudio(packet, this.#rtpTimestamp, first);
     const audioMs = Math.round((playback.length / SAMPLE_RATE) * 1000);
-    if (first) this.safeEmit('response', { phase: 'start', at: this.#clock.wall(), audioMs, interrupted: false });
-    if (this.#playbackOffset >= playback.length) {
-      this.#playback = null;
-      this.#playbackOffset = 0;
-      this.#detector.reset();
-      this.safeEmit('response', { phase: 'end', at: this.#clock.wall(), audioMs, interrupted: false });
+    if (first) {
+      this.#playbackStartedAt = now;
+      this.safeEmit('response', { phase: 'start', at: this.#clock.wall(), audioMs, heardMs: 0, interrupted: false });
     }
+    if (this.#playbackOffset >= playback.length) this.#stopPlayback(false);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#playback = null;
-    await this.peer.close();
+    await this.#peer.close();
     this.#decoder?.free();
     this.#decoder = null;
     this.#encoder?.free();
@@ -141,15 +182,78 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     this.removeAllListeners();
   }
 
+  #createPeer(): Peer {
+    const peer = new Peer(this.#peerOptions);
+    peer.on('rtp', (packet) => this.#onRtp(packet));
+    peer.on('candidate', (candidate) => this.safeEmit('candidate', candidate));
+    peer.on('connectionstatechange', (state) => this.safeEmit('connection', state));
+    peer.on('receiverreport', (report) => {
+      const changed = this.#quality.onReport(report, this.#clock.now());
+      if (changed && this.#encoder) {
+        this.#encoder.setBitrate(changed.bitrate);
+        this.#encoder.setFec(changed.fec, changed.fecLossPercent);
+      }
+      const jb = this.jitterBuffer.toJSON();
+      const expected = jb.received + jb.lost;
+      this.safeEmit('quality', {
+        ...this.#quality.snapshot(),
+        jitterBufferDelayMs: jb.targetDelayMs,
+        inboundLossPercent: expected > 0 ? Math.round((jb.lost / expected) * 1000) / 10 : 0,
+      });
+    });
+    return peer;
+  }
+
+  #encoderFor(): OpusFrameEncoder {
+    if (!this.#encoder) {
+      const s = this.#quality.settings;
+      this.#encoder = new OpusFrameEncoder({ sampleRate: SAMPLE_RATE, bitrate: s.bitrate, inbandFec: s.fec, packetLossPercent: s.fecLossPercent });
+    }
+    return this.#encoder;
+  }
+
+  #watchMedia(now: number): void {
+    if (this.#muted || this.#lastRtpAt === 0 || this.#mediaLost) return;
+    const silentMs = now - this.#lastRtpAt;
+    if (silentMs < this.#options.mediaTimeoutMs) return;
+    this.#mediaLost = true;
+    // A user utterance cut by the drop is discarded (the rule in docs/protocol.md): half a sentence
+    // is not a turn, and the user repeats it once the path is back.
+    this.#detector.reset();
+    this.#frameFill = 0;
+    if (this.#playback) this.#stopPlayback(true);
+    this.safeEmit('media', { state: 'lost', at: this.#clock.wall(), silentMs: Math.round(silentMs) });
+  }
+
+  // Ends playback. On a media loss, only the audio sent before the last packet we received from the
+  // client counts as heard: after that moment we have no evidence the path still carried anything.
+  #stopPlayback(interrupted: boolean): void {
+    const playback = this.#playback;
+    if (!playback) return;
+    const audioMs = Math.round((playback.length / SAMPLE_RATE) * 1000);
+    const sentMs = Math.min(audioMs, Math.round((this.#playbackOffset / SAMPLE_RATE) * 1000));
+    const heardMs = interrupted ? Math.max(0, Math.min(sentMs, Math.round(this.#lastRtpAt - this.#playbackStartedAt))) : sentMs;
+    this.#playback = null;
+    this.#playbackOffset = 0;
+    this.#detector.reset();
+    this.safeEmit('response', { phase: 'end', at: this.#clock.wall(), audioMs, heardMs, interrupted });
+  }
+
   #onRtp(packet: InboundRtp): void {
     if (this.#closed) return;
+    const now = this.#clock.now();
     this.#mediaSeen = true;
+    if (this.#mediaLost) {
+      this.#mediaLost = false;
+      this.safeEmit('media', { state: 'restored', at: this.#clock.wall(), silentMs: Math.round(now - this.#lastRtpAt) });
+    }
+    this.#lastRtpAt = now;
     if (this.#ssrc !== packet.ssrc) {
-      // A new source (client restarted its track): start the stream afresh.
+      // A new source (client restarted its track or its peer): start the stream afresh.
       if (this.#ssrc !== null) this.jitterBuffer.reset();
       this.#ssrc = packet.ssrc;
     }
-    const outputs = this.jitterBuffer.push(packet, this.#clock.now(), this.#clearedOutputs());
+    const outputs = this.jitterBuffer.push(packet, now, this.#clearedOutputs());
     if (outputs.length > 0) this.#consume(outputs);
   }
 

@@ -36,8 +36,19 @@ export interface InboundRtp {
 
 export type PeerConnectionState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
 
+/** What the remote end reports about the audio we send (RTCP receiver report). */
+export interface ReceiverReport {
+  /** Fraction of our packets lost since the previous report, 0..1. */
+  fractionLost: number;
+  /** Interarrival jitter at the receiver, ms. */
+  jitterMs: number;
+  /** Round-trip time from SR/RR timestamps, ms; null until measured. */
+  rttMs: number | null;
+}
+
 export type PeerEvents = {
   candidate: [candidate: IceCandidateInit | null];
+  receiverreport: [report: ReceiverReport];
   connectionstatechange: [state: PeerConnectionState];
   rtp: [packet: InboundRtp];
   '@close': [];
@@ -53,6 +64,12 @@ export class GlareError extends Error {
 
 export const OPUS_PAYLOAD_TYPE = 111;
 const OPUS_CLOCK_RATE = 48000;
+
+// werift keeps the smoothed RTT private; read it without widening the wrapper's surface.
+function rttMs(sender: object): number | null {
+  const rtt = (sender as { rtt?: number }).rtt;
+  return rtt === undefined ? null : rtt * 1000;
+}
 
 export class Peer extends TypedEmitter<PeerEvents> {
   readonly #pc: RTCPeerConnection;
@@ -105,6 +122,18 @@ export class Peer extends TypedEmitter<PeerEvents> {
     });
     this.#pc.connectionStateChange.subscribe((state) => {
       if (!this.#closed) this.safeEmit('connectionstatechange', state);
+    });
+    const sender = this.#transceiver.sender;
+    sender.onRtcp.subscribe((packet) => {
+      if (this.#closed || (packet.type !== 201 && packet.type !== 200)) return;
+      for (const report of (packet as { reports?: { ssrc: number; fractionLost: number; jitter: number }[] }).reports ?? []) {
+        if (report.ssrc !== sender.ssrc) continue;
+        this.safeEmit('receiverreport', {
+          fractionLost: report.fractionLost / 256,
+          jitterMs: report.jitter / 48,
+          rttMs: rttMs(sender),
+        });
+      }
     });
     // onTrack fires again on each renegotiation with the same track: subscribe once per track.
     const subscribed = new WeakSet<object>();

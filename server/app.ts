@@ -7,6 +7,8 @@ import websocket from '@fastify/websocket';
 import fastifyStatic from '@fastify/static';
 import { MediaPool } from './media-pool.ts';
 import { SessionManager } from './session-manager.ts';
+import { MemorySessionStore, RedisSessionStore, type SessionStore } from './session-store.ts';
+import { registerHistoryRoute } from '../signaling/history-route.ts';
 import { registerSignalingRoute, HARD_MAX_FRAME_BYTES } from '../signaling/ws-route.ts';
 import type { Config } from './config.ts';
 
@@ -26,7 +28,11 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
   });
   const media = new MediaPool(config);
   await media.start();
-  const sessions = new SessionManager(config, media);
+  const store: SessionStore = config.redisUrl
+    ? new RedisSessionStore(config.redisUrl, config.historyRetentionMs)
+    : new MemorySessionStore(config.historyRetentionMs);
+  const sessions = new SessionManager(config, media, store);
+  sessions.on('storeerror', (error) => app.log.error({ err: error.message }, 'session store write failed'));
 
   sessions.on('sessioncreated', (s) => app.log.info({ sessionId: s.id, room: s.room, mode: s.mode, worker: s.workerIndex }, 'session created'));
   sessions.on('sessionclosed', (s, reason) => app.log.info({ sessionId: s.id, reason, turns: s.history.length }, 'session closed'));
@@ -34,6 +40,7 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
 
   await app.register(websocket, { options: { maxPayload: HARD_MAX_FRAME_BYTES } });
   registerSignalingRoute(app, { config, sessions, media });
+  registerHistoryRoute(app, store);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -55,8 +62,10 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
       closed = true;
       sessions.shutdown();
       sessions.stop();
+      await sessions.flush();
       await app.close();
       await media.stop();
+      await store.close();
     },
   };
 }

@@ -16,6 +16,14 @@ export interface Config {
   maxSessionDurationMs: number;
   /** How long a session may stay `reconnecting` before it is closed. */
   reconnectWindowMs: number;
+  /** No inbound RTP for this long (client not muted) marks the media path dead. */
+  mediaTimeoutMs: number;
+  /** After a server-initiated ICE restart, retry if media has not returned within this time. */
+  iceRestartRetryMs: number;
+  /** How long a closed session's history stays retrievable. */
+  historyRetentionMs: number;
+  /** Redis for session records and history; null = in memory. */
+  redisUrl: string | null;
   maxMessageBytes: number;
   /** Protocol errors allowed per socket within `abuseWindowMs` before it is disconnected. */
   maxBadMessages: number;
@@ -55,6 +63,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     idleTimeoutMs: r.int('SESSION_IDLE_TIMEOUT_MS', 120_000, 100, 86_400_000),
     maxSessionDurationMs: r.int('SESSION_MAX_DURATION_MS', 3_600_000, 1000, 7 * 86_400_000),
     reconnectWindowMs: r.int('SESSION_RECONNECT_WINDOW_MS', 30_000, 100, 3_600_000),
+    mediaTimeoutMs: r.int('MEDIA_TIMEOUT_MS', 1000, 200, 60_000),
+    iceRestartRetryMs: r.int('ICE_RESTART_RETRY_MS', 2000, 200, 60_000),
+    historyRetentionMs: r.int('SESSION_HISTORY_RETENTION_MS', 3_600_000, 1000, 30 * 86_400_000),
+    redisUrl: r.optional('REDIS_URL', (v) => /^rediss?:\/\/.+/.test(v) || 'must be a redis:// or rediss:// URL'),
     maxMessageBytes: r.int('SIGNAL_MAX_MESSAGE_BYTES', 64 * 1024, 1024, 1024 * 1024),
     maxBadMessages: r.int('SIGNAL_MAX_BAD_MESSAGES', 10, 1, 10_000),
     abuseWindowMs: r.int('SIGNAL_ABUSE_WINDOW_MS', 10_000, 100, 3_600_000),

@@ -118,6 +118,22 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
     await this.#request(sessionId, (requestId) => ({ op: 'candidate', sessionId, candidate, requestId }));
   }
 
+  /** Server-initiated ICE restart; returns the restart offer for the client. */
+  async restartIce(sessionId: string): Promise<string> {
+    const result = await this.#request(sessionId, (requestId) => ({ op: 'restartIce', sessionId, requestId }));
+    return result.sdp ?? '';
+  }
+
+  /** Full rejoin: replaces the session's peer connection; the next client offer negotiates it. */
+  async replacePeer(sessionId: string): Promise<void> {
+    await this.#request(sessionId, (requestId) => ({ op: 'replacePeer', sessionId, requestId }));
+  }
+
+  setMuted(sessionId: string, muted: boolean): void {
+    const handle = this.#placement.get(sessionId);
+    if (handle) this.#post(handle, { op: 'mute', sessionId, muted });
+  }
+
   close(sessionId: string): void {
     const handle = this.#placement.get(sessionId);
     if (!handle) return;

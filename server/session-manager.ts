@@ -1,32 +1,69 @@
-// The session directory: admission (capacity), lookup, media event routing, idle timeout and
-// maximum duration, and cleanup that releases a session's media in its worker.
+// The session directory: admission (capacity), lookup, media event routing, link health
+// (reconnecting while the socket or the media path is down, server-initiated ICE restarts),
+// resume, idle timeout, maximum duration, reconnect window, persistence of history, and cleanup
+// that releases a session's media in its worker.
 import { TypedEmitter } from '../media/typed-emitter.ts';
 import { Session } from './session.ts';
 import { SignalingError } from '../signaling/errors.ts';
 import type { MediaPool, MediaSessionEvent } from './media-pool.ts';
 import type { Config } from './config.ts';
-import type { SessionMode } from '../signaling/protocol.ts';
-import type { SessionState } from './session-types.ts';
+import type { SessionMode, QualityInfo } from '../signaling/protocol.ts';
+import type { ConversationTurn, SessionState } from './session-types.ts';
+import type { SessionStore } from './session-store.ts';
+
+export interface ReconnectOutcome {
+  success: boolean;
+  /** From the start of the outage to recovery (or to giving up). */
+  durationMs: number;
+  /** What broke first. */
+  cause: 'media' | 'signaling';
+}
 
 export type SessionManagerEvents = {
   sessioncreated: [session: Session];
   sessionclosed: [session: Session, reason: string];
   statechange: [session: Session, state: SessionState, previous: SessionState];
+  /** The media path was found dead `detectionMs` after its last packet. */
+  medialost: [session: Session, detectionMs: number];
+  reconnect: [session: Session, outcome: ReconnectOutcome];
+  icerestart: [session: Session, initiator: 'server'];
+  quality: [session: Session, quality: QualityInfo];
+  turn: [session: Session, turn: ConversationTurn];
+  storeerror: [error: Error];
 };
+
+export interface ResumeResult {
+  session: Session;
+  resumeToken: string;
+  missedTurns: ConversationTurn[];
+  media: 'kept' | 'new';
+}
+
+interface LinkState {
+  everConnected: boolean;
+  cause: 'media' | 'signaling' | null;
+  restartTimer: NodeJS.Timeout | null;
+  /** Closes the socket a session is attached to, when another one takes the session over. */
+  evict: (() => void) | null;
+}
 
 export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   readonly #sessions = new Map<string, Session>();
+  readonly #links = new Map<string, LinkState>();
   readonly #config: Readonly<Config>;
   readonly #media: MediaPool;
+  readonly #store: SessionStore;
   readonly #sweep: NodeJS.Timeout;
   /** Sessions whose media close is still being confirmed by their worker (id -> worker index). */
   readonly #mediaClosing = new Map<string, number>();
   #releaseWaiters: (() => void)[] = [];
+  readonly #pendingWrites = new Set<Promise<unknown>>();
 
-  constructor(config: Readonly<Config>, media: MediaPool) {
+  constructor(config: Readonly<Config>, media: MediaPool, store: SessionStore) {
     super();
     this.#config = config;
     this.#media = media;
+    this.#store = store;
     media.on('session', (event) => this.#onMediaEvent(event));
     media.on('activity', (ids) => {
       for (const id of ids) this.#sessions.get(id)?.touch();
@@ -41,12 +78,16 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
         this.close(session, 'media_worker_died', 'error');
       }
     });
-    const sweepEvery = Math.max(50, Math.min(1000, Math.floor(config.idleTimeoutMs / 4)));
+    const sweepEvery = Math.max(50, Math.min(1000, Math.floor(Math.min(config.idleTimeoutMs, config.reconnectWindowMs) / 4)));
     this.#sweep = setInterval(() => this.#expire(), sweepEvery);
   }
 
   get size(): number {
     return this.#sessions.size;
+  }
+
+  get store(): SessionStore {
+    return this.#store;
   }
 
   /** Sessions whose worker has not yet confirmed that their media is released. */
@@ -60,6 +101,11 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     return new Promise((resolve) => this.#releaseWaiters.push(resolve));
   }
 
+  /** Resolves once every write to the session store issued so far has finished. */
+  async flush(): Promise<void> {
+    while (this.#pendingWrites.size > 0) await Promise.allSettled([...this.#pendingWrites]);
+  }
+
   get(id: string): Session | undefined {
     return this.#sessions.get(id);
   }
@@ -68,30 +114,101 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     return this.#sessions.values();
   }
 
-  create(room: string | undefined, mode: SessionMode): Session {
+  /** Admits a session; returns it with its first resume token. */
+  create(room: string | undefined, mode: SessionMode, evict: () => void): { session: Session; resumeToken: string } {
     if (this.#sessions.size >= this.#config.maxSessions) {
       throw new SignalingError('SESSION_ERR_CAPACITY', 'the server is at capacity; retry later or on another server');
     }
     const session = new Session(room, mode);
+    const resumeToken = session.rotateResumeToken();
     this.#sessions.set(session.id, session);
+    this.#links.set(session.id, { everConnected: false, cause: null, restartTimer: null, evict });
     session.on('statechange', (state, previous) => this.safeEmit('statechange', session, state, previous));
+    session.on('turn', (turn) => {
+      this.#persist(this.#store.appendTurn(session.id, turn));
+      this.safeEmit('turn', session, turn);
+    });
     session.workerIndex = this.#media.open(session.id, {
       mode,
       echo: { ...this.#config.echo },
       jitterBuffer: { ...this.#config.jitterBuffer },
+      mediaTimeoutMs: this.#config.mediaTimeoutMs,
     });
+    this.#saveRecord(session);
     this.safeEmit('sessioncreated', session);
-    return session;
+    return { session, resumeToken };
+  }
+
+  /** The client's socket went away. The session waits for a resume within the reconnect window. */
+  detach(session: Session): void {
+    const link = this.#links.get(session.id);
+    if (!link || session.closed) return;
+    session.attach(null);
+    link.evict = null;
+    session.signalingUp = false;
+    if (!link.everConnected) {
+      // Nothing to come back to: no media was ever connected and no turn taken.
+      this.close(session, 'socket_closed');
+      return;
+    }
+    this.#updateLink(session, 'signaling_lost');
+  }
+
+  /**
+   * Reattaches a session to a new socket. Any failure (unknown session, closed, wrong, reused or
+   * expired token) is one and the same error, so a guesser learns nothing.
+   */
+  async resume(
+    sessionId: string,
+    token: string,
+    lastTurnIndex: number,
+    media: 'keep' | 'new',
+    sink: (m: Parameters<Session['send']>[0]) => void,
+    evict: () => void,
+  ): Promise<ResumeResult> {
+    const session = this.#sessions.get(sessionId);
+    const link = this.#links.get(sessionId);
+    if (!session || !link || session.closed || !session.resumeTokenMatches(token)) {
+      throw new SignalingError('SESSION_ERR_RESUME_REFUSED', 'resume refused: start a new session');
+    }
+    const resumeToken = session.rotateResumeToken(); // single use: the presented token dies here
+    this.#saveRecord(session);
+    const previousEvict = link.evict;
+    link.evict = evict;
+    if (previousEvict) previousEvict(); // an old socket that had not noticed it was dead
+    session.attach(sink);
+    session.signalingUp = true;
+    session.touch();
+    let mediaResult: 'kept' | 'new' = 'kept';
+    if (media === 'new') {
+      session.mediaUp = false;
+      link.cause ??= 'media';
+      await this.#media.replacePeer(session.id);
+      mediaResult = 'new';
+    }
+    const missedTurns = session.history.filter((t) => t.index > lastTurnIndex);
+    return { session, resumeToken, missedTurns, media: mediaResult };
+  }
+
+  setMuted(session: Session, muted: boolean): void {
+    this.#media.setMuted(session.id, muted);
   }
 
   close(session: Session, reason: string, finalState: 'disconnected' | 'error' = 'disconnected'): void {
     if (!this.#sessions.delete(session.id)) return;
+    const link = this.#links.get(session.id);
+    this.#links.delete(session.id);
+    if (link?.restartTimer) clearTimeout(link.restartTimer);
+    if (session.state === 'reconnecting' && link?.cause && session.outageSince !== null) {
+      this.safeEmit('reconnect', session, { success: false, durationMs: Date.now() - session.outageSince, cause: link.cause });
+    }
     const worker = this.#media.workerOf(session.id);
     if (worker !== null) {
       this.#mediaClosing.set(session.id, worker);
       this.#media.close(session.id);
     }
     session.close(reason, finalState);
+    this.#persist(this.#store.closeSession(session.id, reason, session.state));
     this.safeEmit('sessionclosed', session, reason);
   }
 
@@ -107,6 +224,68 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     clearInterval(this.#sweep);
   }
 
+  #persist(write: Promise<unknown>): void {
+    const tracked = write.catch((error: Error) => this.safeEmit('storeerror', error)).finally(() => this.#pendingWrites.delete(tracked));
+    this.#pendingWrites.add(tracked);
+  }
+
+  #saveRecord(session: Session): void {
+    this.#persist(
+      this.#store.saveSession({
+        sessionId: session.id,
+        room: session.room,
+        mode: session.mode,
+        createdAt: session.createdAt,
+        state: session.state,
+        closedAt: null,
+        closeReason: null,
+        resumeTokenHash: session.resumeTokenHash,
+      }),
+    );
+  }
+
+  // The session is `reconnecting` while its socket or its media path is down (once it has
+  // connected at all), and returns to `listening` when both are back.
+  #updateLink(session: Session, reason: string): void {
+    const link = this.#links.get(session.id);
+    if (!link || session.closed) return;
+    const down = !session.signalingUp || !session.mediaUp;
+    if (down) {
+      if (session.state !== 'reconnecting') {
+        link.cause = session.mediaUp ? 'signaling' : 'media';
+        session.outageSince = Date.now();
+        session.trySetState('reconnecting', reason);
+      }
+      return;
+    }
+    if (session.state === 'reconnecting') {
+      const durationMs = session.outageSince === null ? 0 : Date.now() - session.outageSince;
+      const cause = link.cause ?? 'media';
+      session.outageSince = null;
+      link.cause = null;
+      if (link.restartTimer) clearTimeout(link.restartTimer);
+      link.restartTimer = null;
+      session.trySetState('listening', 'recovered');
+      this.safeEmit('reconnect', session, { success: true, durationMs, cause });
+    }
+  }
+
+  // Server-initiated ICE restart while the socket is up; retried until media returns or the
+  // reconnect window closes the session.
+  #restartIce(session: Session): void {
+    const link = this.#links.get(session.id);
+    if (!link || session.closed || !session.signalingUp || session.mediaUp) return;
+    if (link.restartTimer) clearTimeout(link.restartTimer);
+    link.restartTimer = setTimeout(() => this.#restartIce(session), this.#config.iceRestartRetryMs);
+    this.safeEmit('icerestart', session, 'server');
+    this.#media.restartIce(session.id).then(
+      (sdp) => {
+        if (!session.closed) session.send({ type: 'offer', sdp });
+      },
+      () => undefined, // the retry timer tries again
+    );
+  }
+
   #onMediaEvent(event: MediaSessionEvent): void {
     if (event.ev === 'closed') {
       this.#mediaClosing.delete(event.sessionId);
@@ -114,20 +293,43 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       return;
     }
     const session = this.#sessions.get(event.sessionId);
-    if (!session) return;
+    const link = this.#links.get(event.sessionId);
+    if (!session || !link) return;
     switch (event.ev) {
       case 'candidate':
         session.send({ type: 'candidate', candidate: event.candidate });
         return;
       case 'connection':
         if (event.state === 'connected') {
-          // First connection, or recovery: a recovered session resumes listening (any turn in flight
-          // finished or was dropped while the path was down).
-          session.trySetState(session.state === 'reconnecting' ? 'listening' : 'connected');
-          session.trySetState('listening');
+          session.mediaUp = true;
+          if (!link.everConnected) {
+            link.everConnected = true;
+            session.trySetState('connected');
+            session.trySetState('listening');
+            return;
+          }
+          this.#updateLink(session, 'recovered');
         } else if (event.state === 'failed' || event.state === 'disconnected') {
-          session.trySetState('reconnecting', `ice_${event.state}`);
+          if (!session.mediaUp) return;
+          session.mediaUp = false;
+          this.#updateLink(session, `ice_${event.state}`);
+          this.#restartIce(session);
         }
+        return;
+      case 'media':
+        if (event.state === 'lost') {
+          session.mediaUp = false;
+          this.safeEmit('medialost', session, event.silentMs);
+          this.#updateLink(session, 'media_lost');
+          this.#restartIce(session);
+        } else {
+          session.mediaUp = true;
+          this.#updateLink(session, 'recovered');
+        }
+        return;
+      case 'quality':
+        session.send({ type: 'quality', quality: event.report });
+        this.safeEmit('quality', session, event.report);
         return;
       case 'speech':
         session.touch();
@@ -137,7 +339,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
         return;
       case 'response':
         if (event.phase === 'start') session.onResponseStart(event.at);
-        else session.onResponseEnd(event.at, event.audioMs, event.interrupted);
+        else session.onResponseEnd(event.at, event.audioMs, event.heardMs, event.interrupted);
         return;
     }
   }
@@ -152,8 +354,8 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       if (now - session.createdAt >= this.#config.maxSessionDurationMs) {
         session.sendError('SESSION_ERR_MAX_DURATION', 'the session reached its maximum duration', false);
         this.close(session, 'max_duration');
-      } else if (session.state === 'reconnecting' && now - session.stateSince >= this.#config.reconnectWindowMs) {
-        session.sendError('SESSION_ERR_MEDIA_LOST', 'the media path did not recover in time', true);
+      } else if (session.state === 'reconnecting' && session.outageSince !== null && now - session.outageSince >= this.#config.reconnectWindowMs) {
+        session.sendError('SESSION_ERR_MEDIA_LOST', 'the connection did not recover in time', true);
         this.close(session, 'reconnect_timeout');
       } else if (now - session.lastActivityAt >= this.#config.idleTimeoutMs) {
         session.sendError('SESSION_ERR_IDLE_TIMEOUT', 'the session was idle too long', true);

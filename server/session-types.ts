@@ -26,9 +26,14 @@ export interface ConversationTurn {
   /** The part of the answer the user actually received; equal to agentText unless interrupted. */
   heardText: string | null;
   interrupted: boolean;
-  /** Length of the user's utterance and of the answer that was played out, in ms of audio. */
+  /** Length of the user's utterance and of the whole answer, in ms of audio. */
   userAudioMs: number;
   agentAudioMs: number;
+  /**
+   * Answer audio the user can be assumed to have received, in ms: all of it normally; when the media
+   * path died mid-answer, only what was sent before the last packet received from the client.
+   */
+  heardAudioMs: number;
   timings: TurnTimings;
 }
 

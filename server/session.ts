@@ -1,6 +1,7 @@
-// A voice session in the main thread's directory: identity, state, conversation history, and the
-// link to the client's signaling socket. Its media lives in a worker (MediaPool).
-import { randomBytes, randomUUID } from 'node:crypto';
+// A voice session in the main thread's directory: state, conversation history, the resume token,
+// and the link to the client's signaling socket. Its media lives in a worker (MediaPool).
+// The session outlives its socket and its media path: either can drop and come back (resume).
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { TypedEmitter } from '../media/typed-emitter.ts';
 import { canTransition } from './session-state.ts';
 import type { ConversationTurn, SessionState } from './session-types.ts';
@@ -27,9 +28,10 @@ interface PendingTurn {
   firstPacketOutAt: number | null;
 }
 
+export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
+
 export class Session extends TypedEmitter<SessionEvents> {
   readonly id = randomBytes(16).toString('base64url');
-  readonly resumeToken = randomBytes(32).toString('base64url');
   readonly room: string;
   readonly mode: SessionMode;
   readonly createdAt = Date.now();
@@ -38,6 +40,12 @@ export class Session extends TypedEmitter<SessionEvents> {
   lastActivityAt = Date.now();
   /** When the current state was entered (ms since epoch). */
   stateSince = Date.now();
+  /** Link health: the session is `reconnecting` while either is down (after it first connected). */
+  signalingUp = true;
+  mediaUp = false;
+  /** When the current outage began (ms since epoch), for the reconnect metrics. */
+  outageSince: number | null = null;
+  #resumeTokenHash: string;
   #state: SessionState = 'connecting';
   #sink: MessageSink | null = null;
   #pendingTurn: PendingTurn | null = null;
@@ -47,6 +55,7 @@ export class Session extends TypedEmitter<SessionEvents> {
     super();
     this.room = room ?? `room-${this.id.slice(0, 8)}`;
     this.mode = mode;
+    this.#resumeTokenHash = '';
   }
 
   get state(): SessionState {
@@ -57,8 +66,31 @@ export class Session extends TypedEmitter<SessionEvents> {
     return this.#closed;
   }
 
+  get resumeTokenHash(): string {
+    return this.#resumeTokenHash;
+  }
+
+  /** Issues a new single-use resume token; the previous one stops working. Only its hash is kept. */
+  rotateResumeToken(): string {
+    const token = randomBytes(32).toString('base64url');
+    this.#resumeTokenHash = hashToken(token);
+    return token;
+  }
+
+  /** Constant-time check of a presented resume token. */
+  resumeTokenMatches(token: string): boolean {
+    if (!this.#resumeTokenHash) return false;
+    const a = Buffer.from(hashToken(token), 'hex');
+    const b = Buffer.from(this.#resumeTokenHash, 'hex');
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
   attach(sink: MessageSink | null): void {
     this.#sink = sink;
+  }
+
+  get attached(): boolean {
+    return this.#sink !== null;
   }
 
   send(message: ServerMessage): void {
@@ -93,7 +125,8 @@ export class Session extends TypedEmitter<SessionEvents> {
   }
 
   // Media events from the worker build the turn: utterance -> processing, first packet out ->
-  // responding, last packet out -> the turn is recorded and announced.
+  // responding, last packet out -> the turn is recorded and announced. A session that is
+  // reconnecting still records turns (they reach the client on resume) but stays reconnecting.
   onUtterance(info: { speechStartAt: number; speechEndAt: number; endOfTurnAt: number; audioMs: number }): void {
     this.touch();
     this.#pendingTurn = {
@@ -111,11 +144,12 @@ export class Session extends TypedEmitter<SessionEvents> {
     if (this.#state === 'processing') this.setState('responding');
   }
 
-  onResponseEnd(at: number, audioMs: number, interrupted: boolean): void {
+  onResponseEnd(at: number, audioMs: number, heardMs: number, interrupted: boolean): ConversationTurn | null {
     const pending = this.#pendingTurn;
     this.#pendingTurn = null;
+    let turn: ConversationTurn | null = null;
     if (pending) {
-      const turn: ConversationTurn = {
+      turn = {
         turnId: randomUUID(),
         index: this.history.length,
         mode: this.mode,
@@ -125,6 +159,7 @@ export class Session extends TypedEmitter<SessionEvents> {
         interrupted,
         userAudioMs: pending.userAudioMs,
         agentAudioMs: audioMs,
+        heardAudioMs: heardMs,
         timings: {
           speechStartAt: pending.speechStartAt,
           speechEndAt: pending.speechEndAt,
@@ -138,6 +173,7 @@ export class Session extends TypedEmitter<SessionEvents> {
       this.safeEmit('turn', turn);
     }
     if (this.#state === 'responding' || this.#state === 'processing') this.setState('listening');
+    return turn;
   }
 
   /** Ends the session once; the manager drops it on '@close'. */

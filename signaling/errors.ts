@@ -15,6 +15,7 @@ export const ERRORS = {
   SIG_ERR_ABUSE: { retryable: false, status: 429 },
   SIG_ERR_JOIN_TIMEOUT: { retryable: true, status: 408 },
   SESSION_ERR_CAPACITY: { retryable: true, status: 503 },
+  SESSION_ERR_RESUME_REFUSED: { retryable: false, status: 401 },
   SESSION_ERR_NOT_FOUND: { retryable: false, status: 404 },
   SESSION_ERR_IDLE_TIMEOUT: { retryable: true, status: 408 },
   SESSION_ERR_MEDIA_LOST: { retryable: true, status: 410 },

@@ -21,7 +21,10 @@ export type ClientMessage =
   | { type: 'answer'; sdp: string }
   | { type: 'candidate'; candidate: IceCandidateInit | null }
   | { type: 'leave' }
-  | { type: 'ping'; id?: string | number };
+  | { type: 'ping'; id?: string | number }
+  | { type: 'resume'; sessionId: string; resumeToken: string; lastTurnIndex?: number; media?: 'keep' | 'new' }
+  | { type: 'mute'; muted: boolean }
+  | { type: 'history'; afterIndex?: number };
 
 // server -> client
 export interface IceServerInfo {
@@ -36,7 +39,38 @@ export type ServerMessage =
   | { type: 'state'; state: SessionState; previous: SessionState | null; reason?: string }
   | { type: 'turn'; turn: ConversationTurn }
   | { type: 'error'; code: string; message: string; retryable: boolean }
-  | { type: 'pong'; id?: string | number };
+  | { type: 'pong'; id?: string | number }
+  | {
+      type: 'resumed';
+      sessionId: string;
+      resumeToken: string;
+      state: SessionState;
+      room: string;
+      mode: SessionMode;
+      /** Turns after the client's lastTurnIndex, in order. */
+      missedTurns: ConversationTurn[];
+      /** `kept`: the existing peer connection continues (restart ICE if needed); `new`: send a new offer. */
+      media: 'kept' | 'new';
+    }
+  | { type: 'history'; turns: ConversationTurn[] }
+  | { type: 'quality'; quality: QualityInfo };
+
+/** Link quality as the server sees it; sent when the outbound settings change or every few seconds. */
+export interface QualityInfo {
+  /** Loss of our audio reported by the client (RTCP), smoothed, percent. */
+  lossPercent: number;
+  /** Interarrival jitter of our audio at the client, ms. */
+  jitterMs: number;
+  rttMs: number | null;
+  /** Opus bitrate we send at, bits/s. */
+  bitrate: number;
+  fec: boolean;
+  fecLossPercent: number;
+  /** Target delay of our jitter buffer for the client's audio, ms. */
+  jitterBufferDelayMs: number;
+  /** Loss of the client's audio measured by our jitter buffer over the session, percent. */
+  inboundLossPercent: number;
+}
 
 export const MAX_SDP_CHARS = 32 * 1024;
 export const MAX_ROOM_CHARS = 64;
@@ -54,6 +88,9 @@ const candidateInit = {
     usernameFragment: { type: ['string', 'null'], maxLength: 256 },
   },
 } as const;
+
+const TOKEN = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const TURN_INDEX = { type: 'integer', minimum: -1, maximum: 1_000_000 } as const;
 
 const messageSchemas = {
   join: {
@@ -81,6 +118,20 @@ const messageSchemas = {
     required: ['type'],
     properties: { type: { const: 'ping' }, id: { type: ['string', 'integer'], maxLength: 64 } },
   },
+  resume: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['type', 'sessionId', 'resumeToken'],
+    properties: {
+      type: { const: 'resume' },
+      sessionId: TOKEN,
+      resumeToken: TOKEN,
+      lastTurnIndex: TURN_INDEX,
+      media: { enum: ['keep', 'new'] },
+    },
+  },
+  mute: { type: 'object', additionalProperties: false, required: ['type', 'muted'], properties: { type: { const: 'mute' }, muted: { type: 'boolean' } } },
+  history: { type: 'object', additionalProperties: false, required: ['type'], properties: { type: { const: 'history' }, afterIndex: TURN_INDEX } },
 } as const;
 
 export type ClientMessageType = keyof typeof messageSchemas;

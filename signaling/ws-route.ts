@@ -17,6 +17,8 @@ export const HARD_MAX_FRAME_BYTES = 1024 * 1024;
 const CLOSE_NORMAL = 1000;
 const CLOSE_POLICY = 1008;
 const CLOSE_TRY_AGAIN = 1013;
+/** Application close code: another socket resumed this session. */
+const CLOSE_TAKEN_OVER = 4001;
 
 export interface SignalingDeps {
   config: Readonly<Config>;
@@ -84,6 +86,10 @@ class SignalingConnection {
       this.#join(message.room, message.mode);
       return;
     }
+    if (message.type === 'resume') {
+      await this.#resume(message.sessionId, message.resumeToken, message.lastTurnIndex ?? -1, message.media ?? 'keep');
+      return;
+    }
     const session = this.#session;
     if (!session) throw new SignalingError('SIG_ERR_NOT_JOINED', `"${message.type}" before "join"`);
     const { media } = this.#deps;
@@ -105,6 +111,12 @@ class SignalingConnection {
         // The session's @close handler closes the socket (1000, reason "client_left").
         this.#deps.sessions.close(session, 'client_left');
         return;
+      case 'mute':
+        this.#deps.sessions.setMuted(session, message.muted);
+        return;
+      case 'history':
+        this.#send({ type: 'history', turns: session.history.filter((t) => t.index > (message.afterIndex ?? -1)) });
+        return;
     }
   }
 
@@ -114,9 +126,9 @@ class SignalingConnection {
     if (!SESSION_MODES.includes(mode)) {
       throw new SignalingError('SIG_ERR_UNSUPPORTED_MODE', `mode "${requestedMode}" is not available; use one of ${SESSION_MODES.join(', ')}`);
     }
-    let session: Session;
+    let created: { session: Session; resumeToken: string };
     try {
-      session = this.#deps.sessions.create(room, mode);
+      created = this.#deps.sessions.create(room, mode, () => this.#evict());
     } catch (error) {
       if (error instanceof SignalingError && error.code === 'SESSION_ERR_CAPACITY') {
         this.#send(errorMessage(error.code, error.message));
@@ -125,7 +137,41 @@ class SignalingConnection {
       }
       throw error;
     }
+    const { session, resumeToken } = created;
+    this.#adopt(session);
+    this.#send({
+      type: 'joined',
+      sessionId: session.id,
+      resumeToken,
+      iceServers: [],
+      room: session.room,
+      mode: session.mode,
+      protocol: PROTOCOL_VERSION,
+    });
+    this.#send({ type: 'state', state: session.state, previous: null });
+  }
+
+  async #resume(sessionId: string, token: string, lastTurnIndex: number, media: 'keep' | 'new'): Promise<void> {
+    if (this.#session) throw new SignalingError('SIG_ERR_ALREADY_JOINED', 'this connection already has a session');
+    const result = await this.#deps.sessions.resume(sessionId, token, lastTurnIndex, media, (m) => this.#send(m), () => this.#evict());
+    const { session } = result;
+    this.#adopt(session);
+    this.#send({
+      type: 'resumed',
+      sessionId: session.id,
+      resumeToken: result.resumeToken,
+      state: session.state,
+      room: session.room,
+      mode: session.mode,
+      missedTurns: result.missedTurns,
+      media: result.media,
+    });
+  }
+
+  /** Binds this connection to a session (after join or resume). */
+  #adopt(session: Session): void {
     if (this.#joinTimer) clearTimeout(this.#joinTimer);
+    this.#joinTimer = null;
     this.#session = session;
     session.attach((message) => this.#send(message));
     session.once('@close', (reason) => {
@@ -133,16 +179,12 @@ class SignalingConnection {
       this.#session = null;
       if (this.#socket.readyState === this.#socket.OPEN) this.#socket.close(CLOSE_NORMAL, reason.slice(0, 100));
     });
-    this.#send({
-      type: 'joined',
-      sessionId: session.id,
-      resumeToken: session.resumeToken,
-      iceServers: [],
-      room: session.room,
-      mode: session.mode,
-      protocol: PROTOCOL_VERSION,
-    });
-    this.#send({ type: 'state', state: session.state, previous: null });
+  }
+
+  /** Another socket resumed our session: let go of it without detaching it. */
+  #evict(): void {
+    this.#session = null;
+    if (this.#socket.readyState === this.#socket.OPEN) this.#socket.close(CLOSE_TAKEN_OVER, 'session resumed elsewhere');
   }
 
   #onFailure(error: unknown): void {
@@ -172,6 +214,7 @@ class SignalingConnection {
     if (this.#joinTimer) clearTimeout(this.#joinTimer);
     const session = this.#session;
     this.#session = null;
-    if (session) this.#deps.sessions.close(session, 'socket_closed');
+    // The session outlives its socket: it waits for a resume within the reconnect window.
+    if (session) this.#deps.sessions.detach(session);
   }
 }

@@ -45,6 +45,15 @@ function handle(command: WorkerCommand): void {
     case 'candidate':
       reply(command.requestId, session(command.sessionId).peer.addCandidate(command.candidate).then(() => ({})));
       return;
+    case 'restartIce':
+      reply(command.requestId, session(command.sessionId).peer.createOffer({ iceRestart: true }).then((sdp) => ({ sdp })));
+      return;
+    case 'replacePeer':
+      reply(command.requestId, session(command.sessionId).replacePeer().then(() => ({})));
+      return;
+    case 'mute':
+      session(command.sessionId).setMuted(command.muted);
+      return;
     case 'close':
       void closeSession(command.sessionId);
       return;
@@ -64,8 +73,10 @@ function open(sessionId: string, options: MediaSessionOptions): void {
     latency,
   );
   sessions.set(sessionId, media);
-  media.peer.on('candidate', (candidate) => post({ ev: 'candidate', sessionId, candidate }));
-  media.peer.on('connectionstatechange', (state) => post({ ev: 'connection', sessionId, state }));
+  media.on('candidate', (candidate) => post({ ev: 'candidate', sessionId, candidate }));
+  media.on('connection', (state) => post({ ev: 'connection', sessionId, state }));
+  media.on('media', (info) => post({ ev: 'media', sessionId, ...info }));
+  media.on('quality', (report) => post({ ev: 'quality', sessionId, report }));
   media.on('speechstart', (at) => post({ ev: 'speech', sessionId, phase: 'start', at }));
   media.on('utterance', (info) => post({ ev: 'utterance', sessionId, ...info }));
   media.on('response', (info) => post({ ev: 'response', sessionId, ...info }));

@@ -1,6 +1,6 @@
 // Messages between the main thread (session directory) and a media worker thread.
 import type { IceCandidateInit, PeerConnectionState } from '../peer.ts';
-import type { MediaSessionOptions } from '../media-session.ts';
+import type { MediaSessionOptions, QualityReport } from '../media-session.ts';
 import type { WorkerStats } from './worker-stats.ts';
 
 export interface WorkerInit {
@@ -15,6 +15,11 @@ export type WorkerCommand =
   | { op: 'offer'; sessionId: string; sdp: string; requestId: number }
   | { op: 'answer'; sessionId: string; sdp: string; requestId: number }
   | { op: 'candidate'; sessionId: string; candidate: IceCandidateInit | null; requestId: number }
+  /** Server-initiated ICE restart: replies with our restart offer. */
+  | { op: 'restartIce'; sessionId: string; requestId: number }
+  /** Full rejoin: the client has a new peer connection; ours is replaced. */
+  | { op: 'replacePeer'; sessionId: string; requestId: number }
+  | { op: 'mute'; sessionId: string; muted: boolean }
   | { op: 'close'; sessionId: string }
   | { op: 'stats'; requestId: number; reset: boolean };
 
@@ -29,7 +34,9 @@ export type WorkerEvent =
   | { ev: 'connection'; sessionId: string; state: PeerConnectionState }
   | { ev: 'speech'; sessionId: string; phase: 'start'; at: number }
   | { ev: 'utterance'; sessionId: string; speechStartAt: number; speechEndAt: number; endOfTurnAt: number; audioMs: number; accepted: boolean }
-  | { ev: 'response'; sessionId: string; phase: 'start' | 'end'; at: number; audioMs: number; interrupted: boolean }
+  | { ev: 'response'; sessionId: string; phase: 'start' | 'end'; at: number; audioMs: number; heardMs: number; interrupted: boolean }
+  | { ev: 'media'; sessionId: string; state: 'lost' | 'restored'; at: number; silentMs: number }
+  | { ev: 'quality'; sessionId: string; report: QualityReport }
   /** Sessions that received media since the last report (sent about once a second). */
   | { ev: 'activity'; sessionIds: string[] }
   | { ev: 'closed'; sessionId: string };

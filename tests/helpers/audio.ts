@@ -43,6 +43,14 @@ export function speechPackets(silenceAfterMs = 0): { packets: Uint8Array[]; pcm:
   return { packets, pcm };
 }
 
+/** One 20 ms Opus frame of digital silence. */
+export function silencePacket(): Uint8Array {
+  const encoder = new OpusFrameEncoder({ sampleRate: 16000 });
+  const packet = encoder.encode(new Int16Array(320));
+  encoder.free();
+  return packet;
+}
+
 /** Decodes a sequence of Opus payloads (in order) to 16 kHz PCM. */
 export function decodePackets(payloads: Uint8Array[]): Int16Array {
   const decoder = new OpusFrameDecoder(16000);

@@ -3,6 +3,9 @@
 import WebSocket from 'ws';
 import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
 import type { ServerMessage } from '../../signaling/protocol.ts';
+import { silencePacket } from './audio.ts';
+
+const SILENCE = silencePacket();
 
 export interface ReceivedPacket {
   sequenceNumber: number;
@@ -55,13 +58,60 @@ export class TestClient {
     return new TestClient(ws);
   }
 
-  /** Opens, joins and negotiates media; resolves once the session is listening. */
-  static async connect(url: string, join: { room?: string; mode?: string } = {}): Promise<TestClient> {
+  /**
+   * Opens, joins and negotiates media; resolves once the session is listening. Like a browser, the
+   * client then sends audio continuously: silence, or what `speak()` queues.
+   */
+  static async connect(url: string, join: { room?: string; mode?: string } = {}, options: { mic?: boolean } = {}): Promise<TestClient> {
     const client = await TestClient.open(url);
     await client.join(join);
     await client.negotiate();
     await client.waitFor((m) => m.type === 'state' && m.state === 'listening');
+    if (options.mic !== false) client.startMic();
     return client;
+  }
+
+  #mic: NodeJS.Timeout | null = null;
+  #speech: { packets: Uint8Array[]; next: number; skip?: (index: number) => boolean; done: () => void }[] = [];
+  /** When set, the microphone stops sending (muted track, or a sender that went away). */
+  micPaused = false;
+
+  /** Sends a 20 ms frame every 20 ms (drift-free): queued speech, else silence. */
+  startMic(): void {
+    if (this.#mic) return;
+    const start = performance.now();
+    let tick = 0;
+    const step = () => {
+      tick++;
+      const current = this.#speech[0];
+      if (!this.micPaused) {
+        if (current) {
+          if (current.skip?.(current.next)) this.skipFrame();
+          else this.sendFrame(current.packets[current.next]!, current.next === 0);
+          if (++current.next >= current.packets.length) {
+            this.#speech.shift();
+            current.done();
+          }
+        } else {
+          this.sendFrame(SILENCE);
+        }
+      }
+      this.#mic = setTimeout(step, Math.max(0, start + tick * 20 - performance.now()));
+    };
+    this.#mic = setTimeout(step, 20);
+  }
+
+  stopMic(): void {
+    if (this.#mic) clearTimeout(this.#mic);
+    this.#mic = null;
+  }
+
+  /**
+   * Queues speech on the running microphone; resolves when its last frame was sent. `skip` marks
+   * frames that are lost on the way (their sequence numbers are used, nothing is sent).
+   */
+  speak(packets: Uint8Array[], skip?: (index: number) => boolean): Promise<void> {
+    return new Promise((done) => this.#speech.push({ packets, next: 0, skip, done }));
   }
 
   send(message: unknown): void {
@@ -195,8 +245,18 @@ export class TestClient {
     }
   }
 
+  /** Leaves the session (if joined) and closes everything. */
   async close(): Promise<void> {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.close();
+    this.stopMic();
+    if (this.ws.readyState === WebSocket.OPEN) {
+      if (this.messages.some((m) => m.type === 'joined' || m.type === 'resumed')) this.send({ type: 'leave' });
+      this.ws.close();
+    }
     await this.pc?.close().catch(() => undefined);
+  }
+
+  /** Drops the socket without leaving (a network failure, as far as the server can tell). */
+  dropSocket(): void {
+    this.ws.terminate();
   }
 }

@@ -68,13 +68,13 @@ describe('bad input on the signaling socket', () => {
       const pong = client.next((m) => m.type === 'pong');
       client.send({ type: 'ping', id: 7 });
       assert.deepEqual(await pong, { type: 'pong', id: 7 });
-      await client.sendPaced(speechPackets(800).packets);
+      await client.speak(speechPackets(800).packets);
       await client.waitFor((m) => m.type === 'turn', 15_000);
       assert.equal(client.closeInfo, null);
 
       // The neighbour never saw an error and still works.
       assert.equal(neighbour.messages.filter((m) => m.type === 'error').length, 0);
-      await neighbour.sendPaced(speechPackets(800).packets);
+      await neighbour.speak(speechPackets(800).packets);
       await neighbour.waitFor((m) => m.type === 'turn', 15_000);
     } finally {
       await client.close();

@@ -25,7 +25,7 @@ describe('echo session over real WebRTC', () => {
       assert.deepEqual(joined.iceServers, []);
 
       const { packets, pcm } = speechPackets(1200);
-      await client.sendPaced(packets);
+      await client.speak(packets);
       const message = await client.waitFor((m) => m.type === 'turn', 15_000);
       assert.ok(message.type === 'turn');
       const turn: ConversationTurn = message.turn;
@@ -58,7 +58,7 @@ describe('echo session over real WebRTC', () => {
     const client = await TestClient.connect(server.wsUrl);
     try {
       const { packets } = speechPackets(1000);
-      await client.sendPaced(packets);
+      await client.speak(packets);
       await client.waitFor((m) => m.type === 'turn', 15_000);
       const gaps = client.received.slice(1).map((p, i) => p.at - client.received[i]!.at);
       const sorted = [...gaps].sort((a, b) => a - b);
@@ -75,14 +75,8 @@ describe('echo session over real WebRTC', () => {
     const client = await TestClient.connect(server.wsUrl);
     try {
       const { packets, pcm } = speechPackets(1200);
-      // Drop every 10th packet (the client's sequence numbers still advance, so the server sees loss).
-      const start = performance.now();
-      for (let i = 0; i < packets.length; i++) {
-        const wait = start + i * 20 - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        if (i % 10 === 5) client.skipFrame();
-        else client.sendFrame(packets[i]!, i === 0);
-      }
+      // Every 10th packet is lost on the way (sequence numbers still advance, so the server sees loss).
+      await client.speak(packets, (i) => i % 10 === 5);
       const message = await client.waitFor((m) => m.type === 'turn', 15_000);
       assert.ok(message.type === 'turn');
       const echoed = decodePackets(client.received.map((p) => p.payload));

@@ -55,7 +55,7 @@ describe('session lifecycle', () => {
         await idle.join();
         const closed = waitForSessionClosed(server, idle.sessionId);
         // The busy client streams media for longer than the idle timeout.
-        const streaming = busy.sendPaced(speechPackets(1000).packets);
+        const streaming = busy.speak(speechPackets(1000).packets);
         assert.equal(await closed, 'idle_timeout');
         const error = await idle.waitFor((m) => m.type === 'error');
         assert.ok(error.type === 'error' && error.code === 'SESSION_ERR_IDLE_TIMEOUT');
@@ -130,7 +130,7 @@ describe('session lifecycle', () => {
           assert.deepEqual(states.slice(-2), ['error', 'disconnected']);
         }
         // The survivors still echo, and new sessions are admitted (the worker was replaced).
-        await onWorker1[0]!.sendPaced(speechPackets(800).packets);
+        await onWorker1[0]!.speak(speechPackets(800).packets);
         await onWorker1[0]!.waitFor((m) => m.type === 'turn', 15_000);
         const fresh = await TestClient.connect(server.wsUrl);
         await fresh.close();

@@ -60,7 +60,7 @@ describe('Session', () => {
       assert.equal(session.state, 'processing');
       session.onResponseStart(1000 * i + 910);
       assert.equal(session.state, 'responding');
-      session.onResponseEnd(1000 * i + 1410, 500, false);
+      session.onResponseEnd(1000 * i + 1410, 500, 500, false);
       assert.equal(session.state, 'listening');
     }
     assert.deepEqual(session.history.map((t) => t.index), [0, 1, 2]);
@@ -80,6 +80,19 @@ describe('Session', () => {
     assert.equal(ids.size, 1000);
     const s = new Session(undefined, 'echo');
     assert.ok(Buffer.from(s.id, 'base64url').length >= 16);
-    assert.ok(Buffer.from(s.resumeToken, 'base64url').length >= 32);
+    const token = s.rotateResumeToken();
+    assert.ok(Buffer.from(token, 'base64url').length >= 32);
+  });
+
+  it('accepts only the latest resume token', () => {
+    const s = new Session(undefined, 'echo');
+    assert.equal(s.resumeTokenMatches('anything'), false, 'no token issued yet');
+    const first = s.rotateResumeToken();
+    assert.ok(s.resumeTokenMatches(first));
+    const second = s.rotateResumeToken();
+    assert.equal(s.resumeTokenMatches(first), false, 'a used token is dead');
+    assert.ok(s.resumeTokenMatches(second));
+    assert.equal(s.resumeTokenMatches(second.slice(0, -1) + (second.endsWith('A') ? 'B' : 'A')), false);
+    assert.equal(s.resumeTokenHash.includes(second), false, 'only a hash is kept');
   });
 });
