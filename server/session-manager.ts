@@ -186,6 +186,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       await this.#media.replacePeer(session.id);
       mediaResult = 'new';
     }
+    this.#updateLink(session, 'recovered');
     const missedTurns = session.history.filter((t) => t.index > lastTurnIndex);
     return { session, resumeToken, missedTurns, media: mediaResult };
   }

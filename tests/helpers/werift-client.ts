@@ -3,6 +3,7 @@
 import WebSocket from 'ws';
 import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RTCRtpTransceiver } from 'werift';
 import type { ServerMessage } from '../../signaling/protocol.ts';
+import type { ConversationTurn } from '../../server/session-types.ts';
 import { silencePacket } from './audio.ts';
 
 const SILENCE = silencePacket();
@@ -17,8 +18,20 @@ export interface ReceivedPacket {
 
 type Predicate = (m: ServerMessage) => boolean;
 
+export interface TestClientOptions {
+  /** Applied to every candidate and SDP the server sends (e.g. to route media through a relay). */
+  rewriteRemote?: (text: string) => string | Promise<string>;
+  /**
+   * Send the server none of our candidates (neither trickled nor in the SDP): it then learns our
+   * address only from connectivity checks that reach it, i.e. through a relay.
+   */
+  hideLocalCandidates?: boolean;
+}
+
 export class TestClient {
-  readonly ws: WebSocket;
+  ws: WebSocket;
+  readonly url: string;
+  readonly options: TestClientOptions;
   readonly messages: ServerMessage[] = [];
   readonly received: ReceivedPacket[] = [];
   pc: RTCPeerConnection | null = null;
@@ -29,10 +42,20 @@ export class TestClient {
   #seq = Math.floor(Math.random() * 65535);
   #ts = Math.floor(Math.random() * 0xffffffff);
   #pendingCandidates: unknown[] = [];
+  #signaling: Promise<unknown> = Promise.resolve();
+  #offerSent = false;
+  #outbound: unknown[] = [];
 
-  private constructor(ws: WebSocket) {
+  private constructor(ws: WebSocket, url: string, options: TestClientOptions) {
     this.ws = ws;
+    this.url = url;
+    this.options = options;
+    this.#bind(ws);
+  }
+
+  #bind(ws: WebSocket): void {
     ws.on('message', (data) => {
+      if (ws !== this.ws) return;
       const message = JSON.parse(String(data)) as ServerMessage;
       this.messages.push(message);
       void this.#onMessage(message);
@@ -43,27 +66,23 @@ export class TestClient {
       });
     });
     ws.on('close', (code, reason) => {
+      if (ws !== this.ws) return;
       this.closeInfo = { code, reason: String(reason) };
       for (const resolve of this.#closeWaiters) resolve(this.closeInfo);
       this.#closeWaiters = [];
     });
   }
 
-  static async open(url: string): Promise<TestClient> {
-    const ws = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
-    return new TestClient(ws);
+  static async open(url: string, options: TestClientOptions = {}): Promise<TestClient> {
+    return new TestClient(await openSocket(url), url, options);
   }
 
   /**
    * Opens, joins and negotiates media; resolves once the session is listening. Like a browser, the
    * client then sends audio continuously: silence, or what `speak()` queues.
    */
-  static async connect(url: string, join: { room?: string; mode?: string } = {}, options: { mic?: boolean } = {}): Promise<TestClient> {
-    const client = await TestClient.open(url);
+  static async connect(url: string, join: { room?: string; mode?: string } = {}, options: { mic?: boolean } & TestClientOptions = {}): Promise<TestClient> {
+    const client = await TestClient.open(url, options);
     await client.join(join);
     await client.negotiate();
     await client.waitFor((m) => m.type === 'state' && m.state === 'listening');
@@ -111,6 +130,7 @@ export class TestClient {
    * frames that are lost on the way (their sequence numbers are used, nothing is sent).
    */
   speak(packets: Uint8Array[], skip?: (index: number) => boolean): Promise<void> {
+    if (!this.#mic) return Promise.reject(new Error('the microphone is not running: call startMic()'));
     return new Promise((done) => this.#speech.push({ packets, next: 0, skip, done }));
   }
 
@@ -161,6 +181,65 @@ export class TestClient {
     return joined.sessionId;
   }
 
+  /** The latest resume token (from `joined`, then each `resumed`). */
+  get resumeToken(): string {
+    const last = [...this.messages].reverse().find((m) => m.type === 'joined' || m.type === 'resumed');
+    if (!last || (last.type !== 'joined' && last.type !== 'resumed')) throw new Error('not joined');
+    return last.resumeToken;
+  }
+
+  /** Turns seen so far (live and missed ones delivered on resume), each index once, in order. */
+  turns(): ConversationTurn[] {
+    const byIndex = new Map<number, ConversationTurn>();
+    for (const m of this.messages) {
+      if (m.type === 'turn') byIndex.set(m.turn.index, m.turn);
+      if (m.type === 'resumed') for (const t of m.missedTurns) byIndex.set(t.index, t);
+    }
+    return [...byIndex.values()].sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * Reconnects over a new WebSocket and resumes the session. `media: 'new'` replaces the peer
+   * connection too (a restarted app) and negotiates it afresh.
+   */
+  async resume(media: 'keep' | 'new' = 'keep', options: { token?: string; keepOldSocket?: boolean } = {}): Promise<Extract<ServerMessage, { type: 'resumed' }>> {
+    const token = options.token ?? this.resumeToken;
+    const lastTurnIndex = this.turns().at(-1)?.index ?? -1;
+    const sessionId = this.sessionId;
+    if (!options.keepOldSocket && this.ws.readyState === WebSocket.OPEN) this.ws.terminate();
+    this.ws = await openSocket(this.url);
+    this.closeInfo = null;
+    this.#bind(this.ws);
+    const reply = this.next((m) => m.type === 'resumed' || m.type === 'error');
+    this.send({ type: 'resume', sessionId, resumeToken: token, lastTurnIndex, media });
+    const message = await reply;
+    if (message.type !== 'resumed') throw Object.assign(new Error(`resume refused: ${JSON.stringify(message)}`), { reply: message });
+    if (media === 'new') {
+      const micWasOn = this.#mic !== null;
+      this.stopMic();
+      await this.pc?.close().catch(() => undefined);
+      await this.negotiate();
+      if (micWasOn) this.startMic();
+    }
+    return message;
+  }
+
+  /** Client-initiated ICE restart on the existing peer connection; resolves when answered. */
+  async restartIce(): Promise<void> {
+    const pc = this.pc;
+    if (!pc) throw new Error('not negotiated');
+    await this.#serialized(async () => {
+      const answer = this.next((m) => m.type === 'answer' || (m.type === 'error' && m.code === 'SIG_ERR_GLARE'));
+      pc.restartIce();
+      const offer = await pc.createOffer();
+      this.#noStun(pc);
+      await pc.setLocalDescription(offer);
+      this.send({ type: 'offer', sdp: this.#local(pc.localDescription!.sdp) });
+      const message = await answer;
+      if (message.type === 'answer') await pc.setRemoteDescription({ type: 'answer', sdp: await this.#remote(message.sdp) });
+    });
+  }
+
   /** Creates the peer (loopback only, no STUN), offers, trickles, and waits for ICE+DTLS. */
   async negotiate(): Promise<void> {
     const pc = new RTCPeerConnection({
@@ -187,34 +266,67 @@ export class TestClient {
       });
     });
     // werift fires candidates during setLocalDescription, before the offer is out: hold them until then.
-    const outbound: unknown[] = [];
-    let offerSent = false;
+    this.#offerSent = false;
+    this.#outbound = [];
     pc.onIceCandidate.subscribe((c) => {
+      if (pc !== this.pc || (c && this.options.hideLocalCandidates)) return;
       const message = { type: 'candidate', candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null } : null };
-      if (offerSent) this.send(message);
-      else outbound.push(message);
+      if (this.#offerSent) this.send(message);
+      else this.#outbound.push(message);
     });
     const offer = await pc.createOffer();
-    for (const t of pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
+    this.#noStun(pc);
     const answer = this.next((m) => m.type === 'answer');
     await pc.setLocalDescription(offer);
-    this.send({ type: 'offer', sdp: pc.localDescription!.sdp });
-    offerSent = true;
-    for (const message of outbound.splice(0)) this.send(message);
+    this.send({ type: 'offer', sdp: this.#local(pc.localDescription!.sdp) });
+    this.#offerSent = true;
+    for (const message of this.#outbound.splice(0)) this.send(message);
     const message = await answer;
     if (message.type !== 'answer') throw new Error('no answer');
-    await pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
+    await pc.setRemoteDescription({ type: 'answer', sdp: await this.#remote(message.sdp) });
     for (const c of this.#pendingCandidates.splice(0)) await pc.addIceCandidate(c as never).catch(() => undefined);
     if (pc.connectionState !== 'connected') await pc.connectionStateChange.watch((s) => s === 'connected', 10_000);
   }
 
   async #onMessage(message: ServerMessage): Promise<void> {
-    if (message.type !== 'candidate' || !message.candidate || !this.pc) return;
-    if (!this.pc.remoteDescription) {
-      this.#pendingCandidates.push(message.candidate);
+    const pc = this.pc;
+    if (!pc) return;
+    if (message.type === 'offer') {
+      // A server offer (ICE restart or renegotiation). We are the polite peer.
+      await this.#serialized(async () => {
+        await pc.setRemoteDescription({ type: 'offer', sdp: await this.#remote(message.sdp) });
+        const answer = await pc.createAnswer();
+        this.#noStun(pc);
+        await pc.setLocalDescription(answer);
+        this.send({ type: 'answer', sdp: this.#local(pc.localDescription!.sdp) });
+      }).catch(() => undefined);
       return;
     }
-    await this.pc.addIceCandidate(message.candidate as never).catch(() => undefined);
+    if (message.type !== 'candidate' || !message.candidate) return;
+    const candidate = { ...message.candidate, candidate: await this.#remote(message.candidate.candidate) };
+    if (!pc.remoteDescription) {
+      this.#pendingCandidates.push(candidate);
+      return;
+    }
+    await this.#serialized(() => pc.addIceCandidate(candidate as never)).catch(() => undefined);
+  }
+
+  #serialized<T>(operation: () => Promise<T>): Promise<T> {
+    const result = this.#signaling.then(operation, operation);
+    this.#signaling = result.catch(() => undefined);
+    return result;
+  }
+
+  async #remote(text: string): Promise<string> {
+    return this.options.rewriteRemote ? this.options.rewriteRemote(text) : text;
+  }
+
+  #local(sdp: string): string {
+    return this.options.hideLocalCandidates ? sdp.split('\r\n').filter((l) => !l.startsWith('a=candidate:')).join('\r\n') : sdp;
+  }
+
+  #noStun(pc: RTCPeerConnection): void {
+    for (const t of pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
   }
 
   /** Sends one Opus frame now. */
@@ -259,4 +371,12 @@ export class TestClient {
   dropSocket(): void {
     this.ws.terminate();
   }
+}
+
+function openSocket(url: string): Promise<WebSocket> {
+  const ws = new WebSocket(url);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
 }
