@@ -1,5 +1,7 @@
-// The demo page served at `/`: connect, watch the session state, the mic level and each turn.
+// The demo page served at `/`: connect, watch the session state, the mic level, the link and its
+// quality, and each turn; mute, restart ICE, or simulate a network drop to watch the client resume.
 import type { ConversationTurn } from '../../server/session-types.ts';
+import type { QualityInfo } from '../../signaling/protocol.ts';
 import { VoiceClient } from '../sdk/voice-client.ts';
 
 declare global {
@@ -22,6 +24,11 @@ const stateOutput = byId<HTMLOutputElement>('state');
 const micLevel = byId<HTMLMeterElement>('mic-level');
 const turnList = byId<HTMLOListElement>('turns');
 const errorLine = byId<HTMLParagraphElement>('error');
+const linkOutput = byId<HTMLOutputElement>('link');
+const qualityOutput = byId<HTMLOutputElement>('quality');
+const muteButton = byId<HTMLButtonElement>('mute');
+const restartIceButton = byId<HTMLButtonElement>('restart-ice');
+const simulateDropButton = byId<HTMLButtonElement>('simulate-drop');
 
 let client: VoiceClient | undefined;
 
@@ -32,10 +39,43 @@ function describeTurn(turn: ConversationTurn): string {
   return `#${turn.index}: user ${turn.userAudioMs} ms, agent ${turn.agentAudioMs} ms, latency ${latency}${interrupted}`;
 }
 
+function describeQuality(q: QualityInfo): string {
+  const fec = q.fec ? `FEC on (${q.fecLossPercent} %)` : 'FEC off';
+  const rtt = q.rttMs === null ? '' : `, RTT ${Math.round(q.rttMs)} ms`;
+  return `loss ${q.lossPercent.toFixed(1)} %, ${Math.round(q.bitrate / 1000)} kb/s, ${fec}, jitter ${Math.round(q.jitterMs)} ms${rtt}`;
+}
+
+/** The list is rebuilt from the client's turns: in index order and each once, even after a resume. */
+function renderTurns(turns: readonly ConversationTurn[]): void {
+  turnList.replaceChildren(
+    ...turns.map((turn) => {
+      const item = document.createElement('li');
+      item.value = turn.index;
+      item.textContent = describeTurn(turn);
+      return item;
+    }),
+  );
+}
+
 function setConnected(connected: boolean): void {
   connectButton.disabled = connected;
   roomInput.disabled = connected;
   disconnectButton.disabled = !connected;
+}
+
+function setSessionControls(enabled: boolean): void {
+  muteButton.disabled = !enabled;
+  restartIceButton.disabled = !enabled;
+  simulateDropButton.disabled = !enabled;
+}
+
+function setMuteButton(muted: boolean): void {
+  muteButton.textContent = muted ? 'Unmute' : 'Mute';
+  muteButton.setAttribute('aria-pressed', String(muted));
+}
+
+function showError(err: unknown): void {
+  errorLine.textContent = err instanceof Error ? err.message : String(err);
 }
 
 async function connect(): Promise<void> {
@@ -43,29 +83,50 @@ async function connect(): Promise<void> {
   errorLine.textContent = '';
   turnList.replaceChildren();
   stateOutput.textContent = 'connecting';
+  linkOutput.textContent = 'ok';
+  qualityOutput.textContent = 'n/a';
+  setMuteButton(false);
   setConnected(true);
   const room = roomInput.value.trim();
   const current = (client = new VoiceClient({ room: room || undefined }));
+  // `resumed` while the outage lasts: the link line says so once the outage is over.
+  let resumedInOutage = false;
   current
     .on('state', (state) => (stateOutput.textContent = state))
     .on('micLevel', (level) => (micLevel.value = level))
-    .on('turn', (turn) => {
-      const item = document.createElement('li');
-      item.textContent = describeTurn(turn);
-      turnList.append(item);
+    .on('turn', () => renderTurns(current.turns))
+    .on('quality', (quality) => (qualityOutput.textContent = describeQuality(quality)))
+    .on('reconnecting', () => {
+      resumedInOutage = false;
+      linkOutput.textContent = 'reconnecting';
     })
+    .on('resumed', () => (resumedInOutage = true))
+    .on('reconnected', () => (linkOutput.textContent = resumedInOutage ? 'resumed' : 'ok'))
     .on('error', ({ code, message }) => (errorLine.textContent = `${code}: ${message}`))
     .on('closed', () => {
       if (client === current) client = undefined;
       stateOutput.textContent = 'disconnected';
+      linkOutput.textContent = 'closed'; // not "reconnecting" once the client has given up
       micLevel.value = 0;
       setConnected(false);
+      setSessionControls(false);
     });
   try {
     await current.connect();
     window.voiceClient = current;
+    setSessionControls(true);
   } catch (err) {
-    if (!errorLine.textContent) errorLine.textContent = err instanceof Error ? err.message : String(err);
+    if (!errorLine.textContent) showError(err);
+  }
+}
+
+/** Runs a control's action on the connected client; a refusal (e.g. closed meanwhile) is shown, not thrown. */
+function withClient(action: (current: VoiceClient) => void): void {
+  if (!client) return;
+  try {
+    action(client);
+  } catch (err) {
+    showError(err);
   }
 }
 
@@ -74,4 +135,12 @@ form.addEventListener('submit', (event) => {
   void connect();
 });
 disconnectButton.addEventListener('click', () => client?.disconnect());
+muteButton.addEventListener('click', () =>
+  withClient((current) => {
+    current.mute(!current.muted);
+    setMuteButton(current.muted);
+  }),
+);
+restartIceButton.addEventListener('click', () => withClient((current) => current.restartIce()));
+simulateDropButton.addEventListener('click', () => withClient((current) => current.simulateNetworkDrop()));
 window.addEventListener('pagehide', () => client?.disconnect());

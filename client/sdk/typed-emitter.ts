@@ -27,6 +27,11 @@ export class TypedEmitter<Events extends Record<string, unknown[]>> {
     return this.on(event, wrapped);
   }
 
+  removeAllListeners(): this {
+    this.#listeners.clear();
+    return this;
+  }
+
   /** Calls every listener; a throwing listener is reported and never stops the others or the caller. */
   protected safeEmit<K extends keyof Events>(event: K, ...args: Events[K]): void {
     for (const listener of [...(this.#listeners.get(event) ?? [])]) {

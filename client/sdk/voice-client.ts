@@ -1,12 +1,21 @@
-// VoiceClient: joins a voice session over /v1/signal, sends the microphone and plays the agent's audio.
-import type { IceCandidateInit, IceServerInfo, ServerMessage } from '../../signaling/protocol.ts';
+// VoiceClient: joins a voice session over /v1/signal, sends the microphone and plays the agent's
+// audio. It carries the session through network trouble: an ICE restart while the socket is up,
+// and a resume on a new socket (keeping the peer connection, or replacing it) when the socket is lost.
+import type { IceServerInfo, QualityInfo, ServerMessage } from '../../signaling/protocol.ts';
 import type { ConversationTurn, SessionState } from '../../server/session-types.ts';
+import { AudioPeer, type PeerSignal } from './audio-peer.ts';
+import { DEFAULT_ICE_RESTART_RETRY_MS } from './ice-restart.ts';
 import { MicLevelMeter } from './mic-level-meter.ts';
-import { SignalingSocket } from './signaling-socket.ts';
+import { watchNetwork } from './network-watch.ts';
+import type { ReconnectBackoffOptions } from './reconnect-backoff.ts';
+import { SessionLink, type ResumeRequest } from './session-link.ts';
 import { TypedEmitter } from './typed-emitter.ts';
 
 export type JoinedInfo = Extract<ServerMessage, { type: 'joined' }>;
+export type ResumedInfo = Extract<ServerMessage, { type: 'resumed' }>;
 export type VoiceClientErrorInfo = { code: string; message: string; retryable: boolean };
+/** What an outage is about: the media path (ICE, or a replaced peer connection) or the signaling socket. */
+export type LinkCause = 'media' | 'signaling';
 
 export type VoiceClientEvents = {
   joined: [info: JoinedInfo];
@@ -15,6 +24,13 @@ export type VoiceClientEvents = {
   error: [error: VoiceClientErrorInfo];
   connectionstatechange: [state: RTCPeerConnectionState];
   micLevel: [level: number];
+  /** An outage began: ICE is restarting, or the socket is lost and being resumed. */
+  reconnecting: [cause: LinkCause];
+  /** The outage is over: the session is on a live socket and media runs on fresh ICE credentials. */
+  reconnected: [info: { durationMs: number; causes: LinkCause[] }];
+  /** The session continues on a new socket; its `missedTurns` have been emitted as `turn` first. */
+  resumed: [info: ResumedInfo];
+  quality: [quality: QualityInfo];
   closed: [reason: string];
 };
 
@@ -28,9 +44,27 @@ export interface VoiceClientOptions {
   /** Where the agent's audio plays; a detached `<audio autoplay>` is created when absent. */
   audioElement?: HTMLAudioElement;
   pingIntervalMs: number;
+  /** A ping with no reply within this time means the socket is dead: it is dropped and resumed. */
+  pongTimeoutMs: number;
   micLevelIntervalMs: number;
+  /** Resume attempts stop this long after the socket was lost; the client then closes. */
+  reconnectDeadlineMs: number;
+  /** The rest of the resume schedule (first attempt at once, then 250 ms doubling to 5 s, ±20 %). */
+  reconnectBackoff: Partial<Omit<ReconnectBackoffOptions, 'deadlineMs'>>;
+  /** One resume attempt (socket open to `resumed`) may take this long before the next one. */
+  resumeAttemptTimeoutMs: number;
+  /** An ICE restart that has not recovered within this time is restarted again. */
+  iceRestartRetryMs: number;
 }
-export const DEFAULT_VOICE_CLIENT_OPTIONS = { pingIntervalMs: 15_000, micLevelIntervalMs: 100 } as const;
+export const DEFAULT_VOICE_CLIENT_OPTIONS = {
+  pingIntervalMs: 15_000,
+  pongTimeoutMs: 5_000,
+  micLevelIntervalMs: 100,
+  reconnectDeadlineMs: 30_000,
+  reconnectBackoff: {},
+  resumeAttemptTimeoutMs: 5_000,
+  iceRestartRetryMs: DEFAULT_ICE_RESTART_RETRY_MS,
+} as const;
 
 export class VoiceClientError extends Error implements VoiceClientErrorInfo {
   override readonly name = 'VoiceClientError';
@@ -42,20 +76,30 @@ export class VoiceClientError extends Error implements VoiceClientErrorInfo {
 const invalidState = (message: string) => new DOMException(message, 'InvalidStateError');
 
 export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
+  /** The conversation so far, in index order, each turn once. */
   readonly turns: ConversationTurn[] = [];
   sessionId: string | null = null;
+  /** Single use: replaced by every successful resume. */
   resumeToken: string | null = null;
   iceServers: IceServerInfo[] = [];
   state: SessionState | null = null;
+  /** The last link quality report from the server. */
+  quality: QualityInfo | null = null;
 
   readonly #options: VoiceClientOptions;
-  #socket: SignalingSocket | undefined;
-  #pc: RTCPeerConnection | undefined;
+  readonly #link: SessionLink;
+  #peer: AudioPeer | undefined;
   #stream: MediaStream | undefined;
+  #track: MediaStreamTrack | undefined;
   #meter: MicLevelMeter | undefined;
   #audio: HTMLAudioElement | undefined;
   #joinWaiter: { resolve: (info: JoinedInfo) => void; reject: (err: Error) => void } | undefined;
-  #pendingCandidates: (IceCandidateInit | null)[] = [];
+  #outage: { since: number; down: Set<LinkCause>; seen: Set<LinkCause> } | undefined;
+  /** Answers and candidates produced while the socket was down, sent after the resume. */
+  #held: PeerSignal[] = [];
+  #muted = false;
+  #serverMuted = false;
+  #unwatchNetwork: (() => void) | undefined;
   #started = false;
   #closed = false;
 
@@ -63,24 +107,34 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     super();
     const url = options.url ?? `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/v1/signal`;
     this.#options = { ...DEFAULT_VOICE_CLIENT_OPTIONS, ...options, url };
+    this.#link = new SessionLink(this.#options, () => this.#resumeRequest());
+    this.#link.on('message', (message) => this.#onMessage(message));
+    this.#link.on('lost', () => this.#linkDown('signaling'));
+    this.#link.on('ended', (reason) => this.#teardown(reason));
   }
 
   get connectionState(): RTCPeerConnectionState | 'new' {
-    return this.#pc?.connectionState ?? 'new';
+    return this.#peer?.connectionState ?? 'new';
+  }
+
+  /** `reconnecting` from `reconnecting` to `reconnected`, else `ok`. */
+  get link(): 'ok' | 'reconnecting' {
+    return this.#outage ? 'reconnecting' : 'ok';
+  }
+
+  get muted(): boolean {
+    return this.#muted;
   }
 
   /** Joins, starts the microphone and sends the offer. Resolves with the `joined` message. */
   async connect(): Promise<JoinedInfo> {
     if (this.#closed || this.#started) throw invalidState('connect() may be called once');
     this.#started = true;
-    const socket = (this.#socket = new SignalingSocket(this.#options.url, this.#options.pingIntervalMs));
-    socket.on('message', (message) => this.#onMessage(message));
-    socket.on('close', (code, reason) => this.#teardown(`signaling closed (${code}${reason ? `: ${reason}` : ''})`));
+    this.#unwatchNetwork = watchNetwork(() => this.#onNetworkChange());
     try {
-      const joined = socket.open().then(() => {
-        socket.send({ type: 'join', room: this.#options.room, mode: this.#options.mode });
-        return new Promise<JoinedInfo>((resolve, reject) => (this.#joinWaiter = { resolve, reject }));
-      });
+      const joined = this.#link.join({ type: 'join', room: this.#options.room, mode: this.#options.mode }).then(
+        () => new Promise<JoinedInfo>((resolve, reject) => (this.#joinWaiter = { resolve, reject })),
+      );
       const [info, stream] = await Promise.all([joined, this.#acquireAudio()]);
       this.#startMedia(stream);
       return info;
@@ -93,13 +147,44 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
   /** Leaves the session and releases the socket, the peer connection and the microphone. Idempotent. */
   disconnect(): void {
     if (this.#closed) return;
-    this.#socket?.send({ type: 'leave' });
+    this.#link.send({ type: 'leave' });
     this.#teardown('client disconnected');
   }
 
+  /** Mutes or unmutes the microphone, and tells the server so that it does not take the silence for a dead path. */
+  mute(muted: boolean): void {
+    if (this.#closed) throw invalidState('the client is closed');
+    this.#muted = muted;
+    if (this.#track) this.#track.enabled = !muted;
+    this.#sendMute();
+  }
+
+  /** Restarts ICE now. False when a restart is already under way or media has not started. */
+  restartIce(): boolean {
+    if (this.#closed) throw invalidState('the client is closed');
+    return this.#peer?.restartIce('manual') ?? false;
+  }
+
+  /**
+   * Test hook: the network dies under the session. The socket is dropped as if broken (so the
+   * client resumes on a new one) and ICE restarts. With `offline`, resume attempts wait for it to
+   * settle; with `loseMedia`, the peer connection is closed too, so the resume asks for new media.
+   */
+  simulateNetworkDrop(options: { offline?: PromiseLike<unknown>; loseMedia?: boolean } = {}): void {
+    if (this.#closed || !this.sessionId) throw invalidState('no session to drop');
+    const offline = options.offline && Promise.resolve(options.offline).then(() => undefined, () => undefined);
+    this.#link.drop('simulated network drop', offline);
+    if (options.loseMedia) {
+      this.#peer?.close();
+      this.#linkDown('media');
+    } else {
+      this.#peer?.restartIce('network-change');
+    }
+  }
+
   getStats(selector?: MediaStreamTrack | null): Promise<RTCStatsReport> {
-    if (!this.#pc || this.#closed) throw invalidState('no active peer connection');
-    return this.#pc.getStats(selector);
+    if (!this.#peer || this.#closed) throw invalidState('no active peer connection');
+    return this.#peer.getStats(selector);
   }
 
   async #acquireAudio(): Promise<MediaStream> {
@@ -115,17 +200,9 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     const track = stream.getAudioTracks()[0];
     if (!track) throw new VoiceClientError('CLIENT_ERR_NO_AUDIO', 'the media stream has no audio track');
     if (this.#closed) throw new VoiceClientError('CLIENT_ERR_CLOSED', 'closed while starting');
-    const pc = (this.#pc = new RTCPeerConnection({ iceServers: this.iceServers }));
-    pc.onicecandidate = ({ candidate: c }) => {
-      if (c && !c.candidate) return; // Firefox's per-generation end marker; the null event follows.
-      const candidate = c && { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex, usernameFragment: c.usernameFragment };
-      this.#socket?.send({ type: 'candidate', candidate });
-    };
-    pc.ontrack = ({ track: remote, streams }) => this.#play(streams[0] ?? new MediaStream([remote]));
-    pc.onconnectionstatechange = () => this.safeEmit('connectionstatechange', pc.connectionState);
-    // Every local offer, the first one included, comes from negotiationneeded (perfect negotiation).
-    pc.onnegotiationneeded = () => void this.#sendOffer(pc);
-    pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
+    this.#track = track;
+    track.enabled = !this.#muted;
+    this.#startPeer();
     try {
       this.#meter = new MicLevelMeter(stream, this.#options.micLevelIntervalMs, (level) => this.safeEmit('micLevel', level));
     } catch (err) {
@@ -133,37 +210,73 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     }
   }
 
-  async #sendOffer(pc: RTCPeerConnection): Promise<void> {
-    try {
-      await pc.setLocalDescription();
-      if (pc.localDescription?.type === 'offer') this.#socket?.send({ type: 'offer', sdp: pc.localDescription.sdp });
-    } catch (err) {
-      this.#fail('CLIENT_ERR_NEGOTIATION', err);
-    }
+  /** A new peer connection for the same track; its remote audio plays in the same element. */
+  #startPeer(): void {
+    if (!this.#track || !this.#stream) return;
+    const peer = (this.#peer = new AudioPeer(this.#track, this.#stream, {
+      iceServers: this.iceServers,
+      iceRestartRetryMs: this.#options.iceRestartRetryMs,
+    }));
+    peer.on('signal', (message) => this.#onPeerSignal(peer, message));
+    peer.on('remotestream', (stream) => this.#play(stream));
+    peer.on('connectionstatechange', (state) => {
+      this.safeEmit('connectionstatechange', state);
+      if (state === 'connected' && !peer.restartingIce) this.#linkUp('media');
+    });
+    peer.on('icerestart', () => this.#linkDown('media'));
+    peer.on('icerecovered', () => this.#linkUp('media'));
+    peer.on('error', (code, message) => this.safeEmit('error', { code, message, retryable: false }));
   }
 
-  async #applyRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
-    const pc = this.#pc;
-    if (!pc) return;
-    try {
-      // The client is the polite peer: a server offer during glare wins, and setRemoteDescription
-      // rolls our pending offer back implicitly. negotiationneeded fires again afterwards if needed.
-      await pc.setRemoteDescription(description);
-      for (const candidate of this.#pendingCandidates.splice(0)) await this.#addCandidate(pc, candidate);
-      if (description.type === 'offer') {
-        await pc.setLocalDescription();
-        if (pc.localDescription) this.#socket?.send({ type: 'answer', sdp: pc.localDescription.sdp });
-      }
-    } catch (err) {
-      this.#fail('CLIENT_ERR_NEGOTIATION', err);
-    }
+  #onPeerSignal(peer: AudioPeer, message: PeerSignal): void {
+    if (peer !== this.#peer) return;
+    if (this.#link.send(message)) return;
+    // The socket is down. An offer is re-sent from the peer's state after the resume; the rest waits.
+    if (message.type !== 'offer') this.#held.push(message);
   }
 
-  async #addCandidate(pc: RTCPeerConnection, candidate: IceCandidateInit | null): Promise<void> {
-    try {
-      await pc.addIceCandidate(candidate ?? undefined);
-    } catch (err) {
-      console.warn('could not add a remote ICE candidate', err); // one bad candidate is not fatal
+  #resumeRequest(): ResumeRequest | null {
+    const { sessionId, resumeToken } = this;
+    if (!sessionId || !resumeToken) return null;
+    const last = this.turns[this.turns.length - 1];
+    return { type: 'resume', sessionId, resumeToken, lastTurnIndex: last?.index ?? -1, media: this.#peer?.alive ? 'keep' : 'new' };
+  }
+
+  #onResumed(message: ResumedInfo): void {
+    this.resumeToken = message.resumeToken;
+    const peer = this.#peer;
+    if (message.media === 'kept' && peer && !peer.alive) {
+      // The server kept a peer connection ours can no longer talk to: resume again, asking for new media.
+      this.#link.drop('the peer connection died during the resume');
+      return;
+    }
+    if (message.state !== this.state) this.#setState(message.state, this.state);
+    for (const turn of message.missedTurns) this.#addTurn(turn);
+    if (message.media === 'new' || !peer) {
+      this.#held = [];
+      peer?.close();
+      this.#linkDown('media');
+      this.#startPeer(); // its negotiationneeded sends the offer
+    } else {
+      this.#flushHeld(peer);
+      if (!peer.iceConnected) peer.restartIce('resume');
+    }
+    if (this.#muted !== this.#serverMuted) this.#sendMute();
+    this.safeEmit('resumed', message);
+    this.#linkUp('signaling');
+  }
+
+  // After a resume with media kept: the answer first (the server may be waiting on it), then our
+  // unanswered offer, then the candidates of the current ICE generation.
+  #flushHeld(peer: AudioPeer): void {
+    const held = this.#held.splice(0);
+    for (const message of held) if (message.type === 'answer') this.#link.send(message);
+    peer.resendOffer();
+    const ufrag = peer.localUfrag;
+    for (const message of held) {
+      if (message.type !== 'candidate') continue;
+      const fragment = message.candidate?.usernameFragment;
+      if (!fragment || fragment === ufrag) this.#link.send(message);
     }
   }
 
@@ -173,35 +286,90 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
         this.sessionId = message.sessionId;
         this.resumeToken = message.resumeToken;
         this.iceServers = message.iceServers;
+        if (this.#muted) this.#sendMute();
         this.#joinWaiter?.resolve(message);
         this.#joinWaiter = undefined;
         this.safeEmit('joined', message);
         break;
+      case 'resumed':
+        this.#onResumed(message);
+        break;
       case 'offer':
       case 'answer':
-        void this.#applyRemoteDescription({ type: message.type, sdp: message.sdp });
-        break;
       case 'candidate':
-        // Before the first remote description the browser would reject candidates: hold them.
-        if (this.#pc?.remoteDescription) void this.#addCandidate(this.#pc, message.candidate);
-        else this.#pendingCandidates.push(message.candidate);
+        this.#peer?.handle(message);
         break;
       case 'state':
-        this.state = message.state;
-        this.safeEmit('state', message.state, message.previous);
+        this.#setState(message.state, message.previous);
         break;
       case 'turn':
-        this.turns.push(message.turn);
-        this.safeEmit('turn', message.turn);
+        this.#addTurn(message.turn);
+        break;
+      case 'history':
+        for (const turn of message.turns) this.#addTurn(turn);
+        break;
+      case 'quality':
+        this.quality = message.quality;
+        this.safeEmit('quality', message.quality);
         break;
       case 'error':
-        this.#joinWaiter?.reject(new VoiceClientError(message.code, message.message, message.retryable));
-        this.#joinWaiter = undefined;
-        this.safeEmit('error', { code: message.code, message: message.message, retryable: message.retryable });
+        this.#onError({ code: message.code, message: message.message, retryable: message.retryable });
         break;
       case 'pong':
         break;
     }
+  }
+
+  #onError(error: VoiceClientErrorInfo): void {
+    // Our offer crossed one of the server's: we answer the server's, and the crossed one is moot.
+    if (error.code === 'SIG_ERR_GLARE') return;
+    this.#joinWaiter?.reject(new VoiceClientError(error.code, error.message, error.retryable));
+    this.#joinWaiter = undefined;
+    this.safeEmit('error', error);
+  }
+
+  #setState(state: SessionState, previous: SessionState | null): void {
+    this.state = state;
+    this.safeEmit('state', state, previous);
+  }
+
+  /** Adds a turn unless it is known (by id or index), keeping index order; emits `turn` for new ones. */
+  #addTurn(turn: ConversationTurn): void {
+    if (this.turns.some((t) => t.turnId === turn.turnId || t.index === turn.index)) return;
+    let at = this.turns.length;
+    while (at > 0 && this.turns[at - 1].index > turn.index) at--;
+    this.turns.splice(at, 0, turn);
+    this.safeEmit('turn', turn);
+  }
+
+  #sendMute(): void {
+    if (this.#link.send({ type: 'mute', muted: this.#muted })) this.#serverMuted = this.#muted;
+  }
+
+  #linkDown(cause: LinkCause): void {
+    if (this.#closed) return;
+    if (this.#outage) {
+      this.#outage.down.add(cause);
+      this.#outage.seen.add(cause);
+      return;
+    }
+    this.#outage = { since: performance.now(), down: new Set([cause]), seen: new Set([cause]) };
+    this.safeEmit('reconnecting', cause);
+  }
+
+  #linkUp(cause: LinkCause): void {
+    const outage = this.#outage;
+    if (this.#closed || !outage || !outage.down.delete(cause) || outage.down.size > 0) return;
+    this.#outage = undefined;
+    this.safeEmit('reconnected', { durationMs: Math.round(performance.now() - outage.since), causes: [...outage.seen] });
+  }
+
+  // The old path may be dead: restart ICE, check the socket, and skip any backoff delay.
+  #onNetworkChange(): void {
+    if (this.#closed) return;
+    this.#peer?.restartIce('network-change');
+    this.#link.probe();
+    this.#link.resumeNow();
   }
 
   #play(stream: MediaStream): void {
@@ -209,11 +377,6 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     this.#audio.autoplay = true;
     this.#audio.srcObject = stream;
     this.#audio.play().catch((err) => console.warn('remote audio did not start', err));
-  }
-
-  #fail(code: string, err: unknown): void {
-    const message = err instanceof Error ? err.message : String(err);
-    this.safeEmit('error', { code, message, retryable: false });
   }
 
   #stopOwnedTracks(): void {
@@ -225,9 +388,11 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     this.#closed = true;
     this.#joinWaiter?.reject(new VoiceClientError('CLIENT_ERR_CLOSED', reason, true));
     this.#joinWaiter = undefined;
+    this.#outage = undefined;
+    this.#unwatchNetwork?.();
     this.#meter?.close();
-    this.#pc?.close();
-    this.#socket?.close();
+    this.#peer?.close();
+    this.#link.close();
     this.#stopOwnedTracks();
     if (this.#audio) this.#audio.srcObject = null;
     this.safeEmit('closed', reason);
