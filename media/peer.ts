@@ -210,12 +210,19 @@ export class Peer extends TypedEmitter<PeerEvents> {
       this.#assertOpen();
       if (!this.#pc.remoteDescription) throw new InvalidStateError('candidate before any description');
       if (candidate === null || candidate.candidate === '') return; // end of candidates
-      await this.#pc.addIceCandidate({
-        candidate: candidate.candidate,
-        sdpMid: candidate.sdpMid ?? undefined,
-        sdpMLineIndex: candidate.sdpMLineIndex ?? undefined,
-        usernameFragment: candidate.usernameFragment ?? undefined,
-      });
+      try {
+        await this.#pc.addIceCandidate({
+          candidate: candidate.candidate,
+          sdpMid: candidate.sdpMid ?? undefined,
+          sdpMLineIndex: candidate.sdpMLineIndex ?? undefined,
+          usernameFragment: candidate.usernameFragment ?? undefined,
+        });
+      } catch (error) {
+        // A candidate of an older ICE generation (trickled for an offer that was refused in glare or
+        // superseded by a restart) is normal in trickle ICE: drop it, as browsers do.
+        if ((error as Error)?.message?.includes('usernameFragment')) return;
+        throw error;
+      }
     });
   }
 

@@ -187,6 +187,9 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       mediaResult = 'new';
     }
     this.#updateLink(session, 'recovered');
+    // Media still down over a kept peer: offer an ICE restart on the new socket (any restart offer
+    // sent before went down with the old one).
+    if (media === 'keep' && !session.mediaUp) this.#restartIce(session);
     const missedTurns = session.history.filter((t) => t.index > lastTurnIndex);
     return { session, resumeToken, missedTurns, media: mediaResult };
   }

@@ -66,6 +66,33 @@ export function decodePackets(payloads: Uint8Array[]): Int16Array {
   return out.subarray(0, n);
 }
 
+/**
+ * Decodes received RTP in sequence order, concealing gaps (PLC) so the audio keeps its timing,
+ * as a receiver's jitter buffer would.
+ */
+export function decodeStream(packets: { sequenceNumber: number; payload: Uint8Array }[]): Int16Array {
+  if (packets.length === 0) return new Int16Array(0);
+  // Unwrap 16-bit sequence numbers relative to the first packet.
+  const first = packets[0]!.sequenceNumber;
+  const bySeq = new Map<number, Uint8Array>();
+  for (const p of packets) bySeq.set(((p.sequenceNumber - first + 0x8000) & 0xffff) - 0x8000, p.payload);
+  const keys = [...bySeq.keys()];
+  const lo = Math.min(...keys);
+  const hi = Math.max(...keys);
+  const decoder = new OpusFrameDecoder(16000);
+  const out = new Int16Array((hi - lo + 1) * 1920);
+  const scratch = new Int16Array(1920);
+  let n = 0;
+  for (let s = lo; s <= hi; s++) {
+    const payload = bySeq.get(s);
+    const got = payload ? decoder.decode(payload, scratch) : decoder.conceal(scratch);
+    out.set(scratch.subarray(0, got), n);
+    n += got;
+  }
+  decoder.free();
+  return out.subarray(0, n);
+}
+
 /** RMS per 20 ms window, in dB (floored at -80). */
 export function envelope(pcm: Int16Array, window = 320): number[] {
   const out: number[] = [];

@@ -84,6 +84,7 @@ class Impairment {
 interface Upstream {
   socket: dgram.Socket;
   client: { address: string; port: number };
+  bound: Promise<void>;
 }
 
 interface Leg {
@@ -141,6 +142,31 @@ export class UdpRelay extends TypedEmitter<UdpRelayEvents> {
     return rewritten.join('\r\n');
   }
 
+  /**
+   * Maps one of the CLIENT's candidates to the relay: the server is told to reach the client at the
+   * upstream socket that carries the client's traffic, so both sides see one consistent address
+   * pair and neither has to learn a peer-reflexive candidate. Needs the server's leg to exist
+   * (rewrite the server's candidates first); after switchNetwork() it maps to the new path.
+   */
+  async rewriteClientCandidate(candidateLine: string): Promise<string> {
+    const match = /^((?:a=)?candidate:\S+ \d+ (\S+) \d+ )(\S+) (\d+)( .*)?$/.exec(candidateLine);
+    if (!match || match[2]!.toLowerCase() !== 'udp' || match[3] !== HOST) {
+      throw new Error(`relay can only map udp ${HOST} candidates: ${candidateLine}`);
+    }
+    const legs = await Promise.all(this.#legs.values());
+    if (legs.length !== 1) throw new Error(`client candidates need exactly one server leg, have ${legs.length}`);
+    const leg = legs[0]!;
+    const client = { address: HOST, port: Number(match[4]) };
+    const key = `${client.address}:${client.port}`;
+    let upstream = leg.upstreams.get(key);
+    if (!upstream) {
+      upstream = this.#openUpstream(leg, client);
+      leg.upstreams.set(key, upstream);
+    }
+    await upstream.bound;
+    return `${match[1]}${HOST} ${upstream.socket.address().port}${match[5] ?? ''}`;
+  }
+
   blackhole(on: boolean, direction: Direction = 'both'): void {
     for (const d of this.#select(direction)) d.blackhole = on;
   }
@@ -178,7 +204,7 @@ export class UdpRelay extends TypedEmitter<UdpRelayEvents> {
     for (const leg of await Promise.all(this.#legs.values())) {
       for (const [key, old] of leg.upstreams) {
         const fresh = this.#openUpstream(leg, old.client);
-        await new Promise<void>((resolve) => fresh.socket.once('listening', resolve));
+        await fresh.bound;
         leg.upstreams.set(key, fresh);
         this.#retired.add(old.socket);
         old.socket.close();
@@ -246,8 +272,9 @@ export class UdpRelay extends TypedEmitter<UdpRelayEvents> {
       if (from.address !== HOST || from.port !== leg.serverPort) return;
       this.#pass(this.#down, data, leg.socket, client.port, client.address);
     });
+    const bound = new Promise<void>((resolve) => socket.once('listening', () => resolve()));
     socket.bind(0, HOST);
-    return { socket, client };
+    return { socket, client, bound };
   }
 
   #pass(impairment: Impairment, data: Buffer, via: dgram.Socket, port: number, address = HOST): void {

@@ -26,6 +26,11 @@ export interface TestClientOptions {
    * address only from connectivity checks that reach it, i.e. through a relay.
    */
   hideLocalCandidates?: boolean;
+  /**
+   * Maps our candidates before the server sees them (e.g. to the relay's upstream address). They are
+   * then kept out of the SDP and trickled once the server's description is applied.
+   */
+  rewriteLocal?: (candidateLine: string) => Promise<string>;
 }
 
 export class TestClient {
@@ -236,7 +241,10 @@ export class TestClient {
       await pc.setLocalDescription(offer);
       this.send({ type: 'offer', sdp: this.#local(pc.localDescription!.sdp) });
       const message = await answer;
-      if (message.type === 'answer') await pc.setRemoteDescription({ type: 'answer', sdp: await this.#remote(message.sdp) });
+      if (message.type === 'answer') {
+        await pc.setRemoteDescription({ type: 'answer', sdp: await this.#remote(message.sdp) });
+        await this.#trickleMapped(pc);
+      }
     });
   }
 
@@ -269,7 +277,9 @@ export class TestClient {
     this.#offerSent = false;
     this.#outbound = [];
     pc.onIceCandidate.subscribe((c) => {
-      if (pc !== this.pc || (c && this.options.hideLocalCandidates)) return;
+      // Hidden candidates include the end-of-candidates marker: after it, werift gives up on a
+      // check list that only incoming (peer-reflexive) checks could fill.
+      if (pc !== this.pc || this.options.hideLocalCandidates || this.options.rewriteLocal) return;
       const message = { type: 'candidate', candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null } : null };
       if (this.#offerSent) this.send(message);
       else this.#outbound.push(message);
@@ -284,6 +294,7 @@ export class TestClient {
     const message = await answer;
     if (message.type !== 'answer') throw new Error('no answer');
     await pc.setRemoteDescription({ type: 'answer', sdp: await this.#remote(message.sdp) });
+    await this.#trickleMapped(pc);
     for (const c of this.#pendingCandidates.splice(0)) await pc.addIceCandidate(c as never).catch(() => undefined);
     if (pc.connectionState !== 'connected') await pc.connectionStateChange.watch((s) => s === 'connected', 10_000);
   }
@@ -299,6 +310,7 @@ export class TestClient {
         this.#noStun(pc);
         await pc.setLocalDescription(answer);
         this.send({ type: 'answer', sdp: this.#local(pc.localDescription!.sdp) });
+        await this.#trickleMapped(pc);
       }).catch(() => undefined);
       return;
     }
@@ -322,7 +334,18 @@ export class TestClient {
   }
 
   #local(sdp: string): string {
-    return this.options.hideLocalCandidates ? sdp.split('\r\n').filter((l) => !l.startsWith('a=candidate:')).join('\r\n') : sdp;
+    const hide = this.options.hideLocalCandidates || this.options.rewriteLocal;
+    return hide ? sdp.split('\r\n').filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates').join('\r\n') : sdp;
+  }
+
+  /** With rewriteLocal: trickles our current candidates, mapped, after the remote description is set. */
+  async #trickleMapped(pc: RTCPeerConnection): Promise<void> {
+    const rewrite = this.options.rewriteLocal;
+    if (!rewrite) return;
+    const lines = (pc.localDescription?.sdp ?? '').split('\r\n').filter((l) => l.startsWith('a=candidate:'));
+    for (const line of lines) {
+      this.send({ type: 'candidate', candidate: { candidate: await rewrite(line.slice(2)), sdpMid: '0', sdpMLineIndex: 0 } });
+    }
   }
 
   #noStun(pc: RTCPeerConnection): void {
