@@ -9,6 +9,9 @@ import { MediaPool } from './media-pool.ts';
 import { SessionManager } from './session-manager.ts';
 import { MemorySessionStore, RedisSessionStore, type SessionStore } from './session-store.ts';
 import { registerHistoryRoute } from '../signaling/history-route.ts';
+import { registerHealthRoutes } from './health-routes.ts';
+import { SessionTelemetry } from '../telemetry/session-telemetry.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { registerSignalingRoute, HARD_MAX_FRAME_BYTES } from '../signaling/ws-route.ts';
 import type { Config } from './config.ts';
 
@@ -18,10 +21,20 @@ export interface VoiceServer {
   app: FastifyInstance;
   sessions: SessionManager;
   media: MediaPool;
+  /**
+   * Graceful drain: stop admitting, tell clients, let sessions end on their own until the deadline,
+   * then close the rest. History is flushed to the store before it resolves.
+   */
+  drain(deadlineMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
+export interface BuildOptions {
+  /** Serves /metrics in Prometheus text format (from telemetry/otel.ts when enabled). */
+  prometheusHandler?: ((req: IncomingMessage, res: ServerResponse) => void) | null;
+}
+
+export async function buildApp(config: Readonly<Config>, options: BuildOptions = {}): Promise<VoiceServer> {
   const app = Fastify({
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
     bodyLimit: 64 * 1024,
@@ -32,6 +45,7 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
     ? new RedisSessionStore(config.redisUrl, config.historyRetentionMs)
     : new MemorySessionStore(config.historyRetentionMs);
   const sessions = new SessionManager(config, media, store);
+  new SessionTelemetry(sessions, media, { recordTranscripts: config.telemetry.recordTranscripts });
   sessions.on('storeerror', (error) => app.log.error({ err: error.message }, 'session store write failed'));
 
   sessions.on('sessioncreated', (s) => app.log.info({ sessionId: s.id, room: s.room, mode: s.mode, worker: s.workerIndex }, 'session created'));
@@ -42,7 +56,14 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
   registerSignalingRoute(app, { config, sessions, media });
   registerHistoryRoute(app, store);
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  const stopHealth = registerHealthRoutes(app, { config, sessions, media });
+  const prometheus = options.prometheusHandler;
+  if (prometheus) {
+    app.get('/metrics', (request, reply) => {
+      reply.hijack();
+      prometheus(request.raw, reply.raw);
+    });
+  }
 
   if (existsSync(CLIENT_DIST)) {
     await app.register(fastifyStatic, { root: CLIENT_DIST, index: 'index.html' });
@@ -53,13 +74,31 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
   }
 
   let closed = false;
-  return {
+  const server: VoiceServer = {
     app,
     sessions,
     media,
+    async drain(deadlineMs = config.drainTimeoutMs) {
+      sessions.startDrain(deadlineMs);
+      app.log.info({ sessions: sessions.size, deadlineMs }, 'draining');
+      const deadline = Date.now() + deadlineMs;
+      while (sessions.size > 0 && Date.now() < deadline) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+          function done() {
+            clearTimeout(timer);
+            sessions.off('sessionclosed', done);
+            resolve();
+          }
+          sessions.once('sessionclosed', done);
+        });
+      }
+      await server.close();
+    },
     async close() {
       if (closed) return;
       closed = true;
+      stopHealth();
       sessions.shutdown();
       sessions.stop();
       await sessions.flush();
@@ -68,4 +107,5 @@ export async function buildApp(config: Readonly<Config>): Promise<VoiceServer> {
       await store.close();
     },
   };
+  return server;
 }

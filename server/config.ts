@@ -30,6 +30,11 @@ export interface Config {
   abuseWindowMs: number;
   joinTimeoutMs: number;
   echo: EchoConfig;
+  telemetry: TelemetryConfig;
+  /** SIGTERM/SIGINT: how long live sessions may go on before they are closed. */
+  drainTimeoutMs: number;
+  /** /readyz fails while the main thread's event-loop lag p99 is above this. */
+  readyMaxLagMs: number;
   jitterBuffer: { minDelayMs: number; maxDelayMs: number };
 }
 
@@ -40,6 +45,22 @@ export interface EchoConfig {
   minSpeechMs: number;
   /** Longest utterance; longer speech is cut and echoed in parts. */
   maxUtteranceMs: number;
+}
+
+export interface TelemetryConfig {
+  serviceName: string;
+  /** OTLP/HTTP base URL (OTEL_EXPORTER_OTLP_ENDPOINT); null = no OTLP export. */
+  otlpEndpoint: string | null;
+  /** OTEL_EXPORTER_OTLP_HEADERS, parsed; values are secrets and never logged. */
+  otlpHeaders: Record<string, string>;
+  metricsExporter: 'otlp' | 'none';
+  tracesExporter: 'otlp' | 'none';
+  metricExportIntervalMs: number;
+  enableTracing: boolean;
+  consoleExport: boolean;
+  prometheus: boolean;
+  /** Put transcript text into spans (off by default: it is user data). */
+  recordTranscripts: boolean;
 }
 
 export class ConfigError extends Error {
@@ -76,6 +97,20 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       minSpeechMs: r.int('ECHO_MIN_SPEECH_MS', 200, 20, 5000),
       maxUtteranceMs: r.int('ECHO_MAX_UTTERANCE_MS', 15_000, 1000, 60_000),
     },
+    telemetry: {
+      serviceName: r.string('OTEL_SERVICE_NAME', 'voice-session-server'),
+      otlpEndpoint: r.optional('OTEL_EXPORTER_OTLP_ENDPOINT', (v) => /^https?:\/\/[^\s]+$/.test(v) || 'must be an http(s) URL'),
+      otlpHeaders: r.headers('OTEL_EXPORTER_OTLP_HEADERS'),
+      metricsExporter: r.oneOf('OTEL_METRICS_EXPORTER', 'otlp', ['otlp', 'none'] as const),
+      tracesExporter: r.oneOf('OTEL_TRACES_EXPORTER', 'otlp', ['otlp', 'none'] as const),
+      metricExportIntervalMs: r.int('OTEL_METRIC_EXPORT_INTERVAL', 60_000, 100, 3_600_000),
+      enableTracing: r.bool('ENABLE_TRACING', false),
+      consoleExport: r.bool('OTEL_CONSOLE_EXPORT', false),
+      prometheus: r.bool('PROMETHEUS_METRICS', false),
+      recordTranscripts: r.bool('OTEL_RECORD_TRANSCRIPTS', false),
+    },
+    drainTimeoutMs: r.int('DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    readyMaxLagMs: r.int('READY_MAX_EVENT_LOOP_LAG_MS', 200, 1, 60_000),
     jitterBuffer: {
       minDelayMs: r.int('JITTER_MIN_DELAY_MS', 0, 0, 1000),
       maxDelayMs: r.int('JITTER_MAX_DELAY_MS', 200, 20, 2000),
@@ -156,6 +191,31 @@ class EnvReader {
       return fallback;
     }
     return value as T[number];
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const value = this.#raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    this.fail(name, 'must be true or false');
+    return fallback;
+  }
+
+  /** W3C-baggage-like "key=value,key2=value2" (the OTel headers format). Values are not echoed. */
+  headers(name: string): Record<string, string> {
+    const value = this.#raw(name);
+    if (value === undefined) return {};
+    const out: Record<string, string> = {};
+    for (const part of value.split(',')) {
+      const i = part.indexOf('=');
+      if (i <= 0) {
+        this.#problems.push(`${name}: must be "key=value,..." (value not shown: it may hold a secret)`);
+        return {};
+      }
+      out[decodeURIComponent(part.slice(0, i).trim())] = decodeURIComponent(part.slice(i + 1).trim());
+    }
+    return out;
   }
 
   portRange(name: string, fallback: [number, number]): [number, number] {

@@ -1,6 +1,8 @@
 // Process entry: load config, build the app, listen, and shut down cleanly on SIGTERM/SIGINT.
 import { loadConfig, ConfigError } from './config.ts';
 import { buildApp } from './app.ts';
+import { startTelemetry } from '../telemetry/otel.ts';
+import pino from 'pino';
 
 async function main(): Promise<void> {
   let config;
@@ -13,7 +15,9 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const server = await buildApp(config);
+  // The SDK must be registered before any instrument is created (buildApp creates them).
+  const telemetry = startTelemetry(config.telemetry, pino({ level: config.logLevel }));
+  const server = await buildApp(config, { prometheusHandler: telemetry.prometheusHandler });
   await server.app.listen({ host: config.host, port: config.port });
   server.app.log.info(
     { workers: config.mediaWorkers, rtcPorts: config.rtcPortRange.join('-'), demo: `http://localhost:${config.port}/` },
@@ -21,10 +25,22 @@ async function main(): Promise<void> {
   );
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      server.app.log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
     stopping = true;
-    server.app.log.info({ signal }, 'shutting down');
-    server.close().then(() => process.exit(0), () => process.exit(1));
+    server.app.log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'signal received: draining');
+    server
+      .drain()
+      .then(() => telemetry.shutdown())
+      .then(
+        () => process.exit(0),
+        (error) => {
+          server.app.log.error({ err: (error as Error).message }, 'drain failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

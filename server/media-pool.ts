@@ -3,7 +3,7 @@
 import { Worker } from 'node:worker_threads';
 import { TypedEmitter } from '../media/typed-emitter.ts';
 import type { WorkerCommand, WorkerEvent, WorkerInit } from '../media/worker/worker-protocol.ts';
-import type { WorkerStats } from '../media/worker/worker-stats.ts';
+import type { WorkerStats, WorkerTelemetry } from '../media/worker/worker-stats.ts';
 import type { MediaSessionOptions } from '../media/media-session.ts';
 import type { IceCandidateInit } from '../media/peer.ts';
 import type { Config } from './config.ts';
@@ -11,12 +11,13 @@ import type { Config } from './config.ts';
 const WORKER_URL = new URL('../media/worker/worker-entry.mjs', import.meta.url);
 const REQUEST_TIMEOUT_MS = 15_000;
 
-export type MediaSessionEvent = Exclude<WorkerEvent, { ev: 'reply' } | { ev: 'ready' } | { ev: 'activity' }>;
+export type MediaSessionEvent = Exclude<WorkerEvent, { ev: 'reply' } | { ev: 'ready' } | { ev: 'activity' } | { ev: 'telemetry' }>;
 
 export type MediaPoolEvents = {
   /** An event for one session, from the worker that hosts it. */
   session: [event: MediaSessionEvent];
   activity: [sessionIds: string[]];
+  telemetry: [report: WorkerTelemetry];
   /** A worker died; these sessions lost their media. */
   workerexit: [workerIndex: number, sessionIds: string[], reason: string];
 };
@@ -42,6 +43,7 @@ class MediaWorkerHandle {
   worker: Worker;
   readonly sessions = new Set<string>();
   ready: Promise<void>;
+  alive = false;
 
   constructor(index: number, init: WorkerInit) {
     this.index = index;
@@ -50,6 +52,7 @@ class MediaWorkerHandle {
       const onMessage = (event: WorkerEvent) => {
         if (event.ev === 'ready') {
           this.worker.off('message', onMessage);
+          this.alive = true;
           resolve();
         }
       };
@@ -82,6 +85,11 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
       this.#workers.push(this.#spawn(i, [lo, hi]));
     }
     await Promise.all(this.#workers.map((w) => w.ready));
+  }
+
+  /** True when every worker thread is running (a dead one is being replaced). */
+  get healthy(): boolean {
+    return this.#workers.length > 0 && this.#workers.every((w) => w.alive);
   }
 
   get workerCount(): number {
@@ -186,6 +194,7 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
   }
 
   #onWorkerExit(handle: MediaWorkerHandle, portRange: [number, number], reason: string): void {
+    handle.alive = false;
     if (this.#closing) return;
     const lost = [...handle.sessions];
     handle.sessions.clear();
@@ -218,6 +227,9 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
         return;
       case 'activity':
         this.safeEmit('activity', event.sessionIds);
+        return;
+      case 'telemetry':
+        this.safeEmit('telemetry', event.report);
         return;
       default:
         this.safeEmit('session', event);

@@ -4,7 +4,7 @@
 // that releases a session's media in its worker.
 import { TypedEmitter } from '../media/typed-emitter.ts';
 import { Session } from './session.ts';
-import { SignalingError } from '../signaling/errors.ts';
+import { SignalingError, ERRORS, type ErrorCode } from '../signaling/errors.ts';
 import type { MediaPool, MediaSessionEvent } from './media-pool.ts';
 import type { Config } from './config.ts';
 import type { SessionMode, QualityInfo } from '../signaling/protocol.ts';
@@ -30,6 +30,10 @@ export type SessionManagerEvents = {
   quality: [session: Session, quality: QualityInfo];
   turn: [session: Session, turn: ConversationTurn];
   storeerror: [error: Error];
+  /** An error code was reported to a client (by the directory or by the signaling edge). */
+  errorreported: [code: ErrorCode];
+  /** A join was refused: the server is full or draining. */
+  refused: [reason: 'capacity' | 'draining'];
 };
 
 export interface ResumeResult {
@@ -58,6 +62,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   readonly #mediaClosing = new Map<string, number>();
   #releaseWaiters: (() => void)[] = [];
   readonly #pendingWrites = new Set<Promise<unknown>>();
+  #draining = false;
 
   constructor(config: Readonly<Config>, media: MediaPool, store: SessionStore) {
     super();
@@ -74,7 +79,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       for (const id of ids) {
         const session = this.#sessions.get(id);
         if (!session) continue;
-        session.sendError('MEDIA_ERR_WORKER_DIED', `the media worker hosting this session stopped (worker ${index})`, true);
+        this.#sendError(session, 'MEDIA_ERR_WORKER_DIED', `the media worker hosting this session stopped (worker ${index})`);
         this.close(session, 'media_worker_died', 'error');
       }
     });
@@ -116,7 +121,12 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
 
   /** Admits a session; returns it with its first resume token. */
   create(room: string | undefined, mode: SessionMode, evict: () => void): { session: Session; resumeToken: string } {
+    if (this.#draining) {
+      this.safeEmit('refused', 'draining');
+      throw new SignalingError('SERVER_ERR_DRAINING', 'the server is draining for a restart; join another server or retry');
+    }
     if (this.#sessions.size >= this.#config.maxSessions) {
+      this.safeEmit('refused', 'capacity');
       throw new SignalingError('SESSION_ERR_CAPACITY', 'the server is at capacity; retry later or on another server');
     }
     const session = new Session(room, mode);
@@ -194,6 +204,27 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     return { session, resumeToken, missedTurns, media: mediaResult };
   }
 
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Stops admitting sessions and tells every client the server is going away. */
+  startDrain(deadlineMs: number): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    for (const session of this.#sessions.values()) session.send({ type: 'draining', deadlineMs });
+  }
+
+  /** Counts an error code sent to a client by the signaling edge. */
+  reportError(code: ErrorCode): void {
+    this.safeEmit('errorreported', code);
+  }
+
+  #sendError(session: Session, code: ErrorCode, message: string): void {
+    session.sendError(code, message, ERRORS[code].retryable);
+    this.safeEmit('errorreported', code);
+  }
+
   setMuted(session: Session, muted: boolean): void {
     this.#media.setMuted(session.id, muted);
   }
@@ -219,7 +250,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   /** Ends every session, telling each client first (retryable: another server can take it). */
   shutdown(): void {
     for (const session of [...this.#sessions.values()]) {
-      session.sendError('SERVER_ERR_SHUTDOWN', 'the server is shutting down', true);
+      this.#sendError(session, 'SERVER_ERR_SHUTDOWN', 'the server is shutting down');
       this.close(session, 'server_shutdown');
     }
   }
@@ -356,13 +387,13 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     const now = Date.now();
     for (const session of [...this.#sessions.values()]) {
       if (now - session.createdAt >= this.#config.maxSessionDurationMs) {
-        session.sendError('SESSION_ERR_MAX_DURATION', 'the session reached its maximum duration', false);
+        this.#sendError(session, 'SESSION_ERR_MAX_DURATION', 'the session reached its maximum duration');
         this.close(session, 'max_duration');
       } else if (session.state === 'reconnecting' && session.outageSince !== null && now - session.outageSince >= this.#config.reconnectWindowMs) {
-        session.sendError('SESSION_ERR_MEDIA_LOST', 'the connection did not recover in time', true);
+        this.#sendError(session, 'SESSION_ERR_MEDIA_LOST', 'the connection did not recover in time');
         this.close(session, 'reconnect_timeout');
       } else if (now - session.lastActivityAt >= this.#config.idleTimeoutMs) {
-        session.sendError('SESSION_ERR_IDLE_TIMEOUT', 'the session was idle too long', true);
+        this.#sendError(session, 'SESSION_ERR_IDLE_TIMEOUT', 'the session was idle too long');
         this.close(session, 'idle_timeout');
       }
     }

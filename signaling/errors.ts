@@ -23,6 +23,7 @@ export const ERRORS = {
   MEDIA_ERR_NEGOTIATION: { retryable: false, status: 400 },
   MEDIA_ERR_WORKER_DIED: { retryable: true, status: 503 },
   MEDIA_ERR_TIMEOUT: { retryable: true, status: 504 },
+  SERVER_ERR_DRAINING: { retryable: true, status: 503 },
   SERVER_ERR_SHUTDOWN: { retryable: true, status: 503 },
   SERVER_ERR_INTERNAL: { retryable: true, status: 500 },
 } as const satisfies Record<string, { retryable: boolean; status: number }>;

@@ -53,6 +53,8 @@ export type ServerMessage =
       media: 'kept' | 'new';
     }
   | { type: 'history'; turns: ConversationTurn[] }
+  /** The server is restarting: the session goes on until `deadlineMs`, then ends (SERVER_ERR_SHUTDOWN). */
+  | { type: 'draining'; deadlineMs: number }
   | { type: 'quality'; quality: QualityInfo };
 
 /** Link quality as the server sees it; sent when the outbound settings change or every few seconds. */

@@ -130,9 +130,10 @@ class SignalingConnection {
     try {
       created = this.#deps.sessions.create(room, mode, () => this.#evict());
     } catch (error) {
-      if (error instanceof SignalingError && error.code === 'SESSION_ERR_CAPACITY') {
+      if (error instanceof SignalingError && (error.code === 'SESSION_ERR_CAPACITY' || error.code === 'SERVER_ERR_DRAINING')) {
         this.#send(errorMessage(error.code, error.message));
-        this.#socket.close(CLOSE_TRY_AGAIN, 'at capacity');
+        this.#deps.sessions.reportError(error.code);
+        this.#socket.close(CLOSE_TRY_AGAIN, error.code === 'SERVER_ERR_DRAINING' ? 'draining' : 'at capacity');
         return;
       }
       throw error;
@@ -199,6 +200,7 @@ class SignalingConnection {
   /** Reports a refused message and counts it toward the abuse limit. */
   #reject(code: ErrorCode, message: string): void {
     this.#send(errorMessage(code, message));
+    this.#deps.sessions.reportError(code);
     if (ERRORS[code].retryable) return; // the server's own trouble is not the client's fault
     const now = Date.now();
     const { maxBadMessages, abuseWindowMs } = this.#deps.config;

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { MediaSession, type MediaClock, type MediaSessionOptions } from '../media-session.ts';
 import { LatencyHistogram } from '../latency-histogram.ts';
 import { GlareError, InvalidStateError } from '../peer.ts';
-import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, type WorkerStats } from './worker-stats.ts';
+import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type WorkerStats } from './worker-stats.ts';
 import type { WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
 
 const POLL_INTERVAL_MS = 10;
@@ -19,6 +19,8 @@ const clock: MediaClock = { now: () => performance.now(), wall: () => Date.now()
 const sessions = new Map<string, MediaSession>();
 const latency = new LatencyHistogram();
 const lag = new EventLoopLag();
+const telemetryLag = new EventLoopLag();
+let reportedTotals: PacketTotals = emptyTotals();
 const closedTotals = emptyTotals();
 
 const post = (event: WorkerEvent): void => port.postMessage(event);
@@ -115,9 +117,14 @@ function fail(requestId: number, error: unknown): void {
   });
 }
 
-function stats(reset: boolean): WorkerStats {
+function packetTotals(): PacketTotals {
   const packets = { ...closedTotals };
   for (const media of sessions.values()) addJitterStats(packets, media.jitterBuffer.toJSON());
+  return packets;
+}
+
+function stats(reset: boolean): WorkerStats {
+  const packets = packetTotals();
   const loop = lag.read(reset);
   const memory = process.memoryUsage();
   const value: WorkerStats = {
@@ -157,6 +164,18 @@ function pace(): void {
   setTimeout(pace, nextFrameAt - now);
 }
 setTimeout(pace, FRAME_MS);
+
+// Telemetry: deltas since the last report, so each packet is counted exactly once in the main thread.
+setInterval(() => {
+  const totals = packetTotals();
+  const delta = subtractTotals(totals, reportedTotals);
+  reportedTotals = totals;
+  const samples = [...sessions.values()].map((m) => {
+    const jb = m.jitterBuffer.toJSON();
+    return { jitterBufferDelayMs: jb.targetDelayMs, jitterMs: jb.jitterMs };
+  });
+  post({ ev: 'telemetry', report: { workerIndex: init.workerIndex, delta, eventLoopLagP99Ms: telemetryLag.read(true).p99Ms, sessions: samples } });
+}, ACTIVITY_INTERVAL_MS);
 
 setInterval(() => {
   const active: string[] = [];

@@ -1,7 +1,7 @@
 // Messages between the main thread (session directory) and a media worker thread.
 import type { IceCandidateInit, PeerConnectionState } from '../peer.ts';
 import type { MediaSessionOptions, QualityReport } from '../media-session.ts';
-import type { WorkerStats } from './worker-stats.ts';
+import type { WorkerStats, WorkerTelemetry } from './worker-stats.ts';
 
 export interface WorkerInit {
   workerIndex: number;
@@ -37,6 +37,8 @@ export type WorkerEvent =
   | { ev: 'response'; sessionId: string; phase: 'start' | 'end'; at: number; audioMs: number; heardMs: number; interrupted: boolean }
   | { ev: 'media'; sessionId: string; state: 'lost' | 'restored'; at: number; silentMs: number }
   | { ev: 'quality'; sessionId: string; report: QualityReport }
+  /** Once a second: what the worker measured since the previous report (deltas), for telemetry. */
+  | { ev: 'telemetry'; report: WorkerTelemetry }
   /** Sessions that received media since the last report (sent about once a second). */
   | { ev: 'activity'; sessionIds: string[] }
   | { ev: 'closed'; sessionId: string };

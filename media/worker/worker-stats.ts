@@ -26,6 +26,21 @@ export interface WorkerStats {
   externalBytes: number;
 }
 
+/** One telemetry interval of a worker: packet counters as deltas (each counted once), samples. */
+export interface WorkerTelemetry {
+  workerIndex: number;
+  delta: PacketTotals;
+  eventLoopLagP99Ms: number;
+  /** Per live session: jitter-buffer target delay and measured inbound jitter, ms. */
+  sessions: { jitterBufferDelayMs: number; jitterMs: number }[];
+}
+
+export function subtractTotals(now: PacketTotals, before: PacketTotals): PacketTotals {
+  const out = emptyTotals();
+  for (const key of Object.keys(out) as (keyof PacketTotals)[]) out[key] = now[key] - before[key];
+  return out;
+}
+
 export const emptyTotals = (): PacketTotals => ({
   received: 0, lost: 0, concealed: 0, fecRecovered: 0, late: 0, duplicates: 0, overflowDrops: 0,
 });

