@@ -186,7 +186,12 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     const peer = new Peer(this.#peerOptions);
     peer.on('rtp', (packet) => this.#onRtp(packet));
     peer.on('candidate', (candidate) => this.safeEmit('candidate', candidate));
-    peer.on('connectionstatechange', (state) => this.safeEmit('connection', state));
+    peer.on('connectionstatechange', (state) => {
+      // The media-loss clock starts at connection, so a path that dies before its first packet is
+      // detected too.
+      if (state === 'connected' && this.#lastRtpAt === 0) this.#lastRtpAt = this.#clock.now();
+      this.safeEmit('connection', state);
+    });
     peer.on('receiverreport', (report) => {
       const changed = this.#quality.onReport(report, this.#clock.now());
       if (changed && this.#encoder) {

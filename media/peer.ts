@@ -183,6 +183,10 @@ export class Peer extends TypedEmitter<PeerEvents> {
   createOffer(options: { iceRestart?: boolean } = {}): Promise<string> {
     return this.#signaling.run(async () => {
       this.#assertOpen();
+      // An offer of ours is still unanswered: send the same one again rather than a new one that
+      // an answer to the first could be mistaken for.
+      const pending = this.#pc.signalingState === 'have-local-offer' ? this.#pc.localDescription?.sdp : undefined;
+      if (pending) return this.#announce(pending);
       if (options.iceRestart) this.#pc.restartIce();
       const offer = await this.#pc.createOffer();
       this.#disableDefaultStun();

@@ -4,10 +4,11 @@
 # non-interactive; quick when everything is already there.
 #   libopus0  the server's Opus codec, loaded through koffi
 #   chromium  the browser that the e2e tests drive (/usr/bin/chromium)
+#   prometheus  for promtool: the deploy test checks the Prometheus config and runs the alert-rule tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(libopus0 chromium)
+DEBIAN_PACKAGES=(libopus0 chromium prometheus)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }

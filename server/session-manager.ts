@@ -133,7 +133,10 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     const resumeToken = session.rotateResumeToken();
     this.#sessions.set(session.id, session);
     this.#links.set(session.id, { everConnected: false, cause: null, restartTimer: null, evict });
-    session.on('statechange', (state, previous) => this.safeEmit('statechange', session, state, previous));
+    session.on('statechange', (state, previous) => {
+      this.#saveRecord(session); // the stored record (HTTP history) shows the live state
+      this.safeEmit('statechange', session, state, previous);
+    });
     session.on('turn', (turn) => {
       this.#persist(this.#store.appendTurn(session.id, turn));
       this.safeEmit('turn', session, turn);
@@ -181,6 +184,15 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     if (!session || !link || session.closed || !session.resumeTokenMatches(token)) {
       throw new SignalingError('SESSION_ERR_RESUME_REFUSED', 'resume refused: start a new session');
     }
+    // Replace the peer first: if that fails, the token is still valid and the client can retry.
+    let mediaResult: 'kept' | 'new' = 'kept';
+    if (media === 'new') {
+      await this.#media.replacePeer(session.id);
+      if (session.closed) throw new SignalingError('SESSION_ERR_RESUME_REFUSED', 'resume refused: start a new session');
+      session.mediaUp = false;
+      link.cause ??= 'media';
+      mediaResult = 'new';
+    }
     const resumeToken = session.rotateResumeToken(); // single use: the presented token dies here
     this.#saveRecord(session);
     const previousEvict = link.evict;
@@ -189,17 +201,10 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     session.attach(sink);
     session.signalingUp = true;
     session.touch();
-    let mediaResult: 'kept' | 'new' = 'kept';
-    if (media === 'new') {
-      session.mediaUp = false;
-      link.cause ??= 'media';
-      await this.#media.replacePeer(session.id);
-      mediaResult = 'new';
-    }
-    this.#updateLink(session, 'recovered');
+    this.#updateLink(session, mediaResult === 'new' ? 'peer_replaced' : 'recovered');
     // Media still down over a kept peer: offer an ICE restart on the new socket (any restart offer
     // sent before went down with the old one).
-    if (media === 'keep' && !session.mediaUp) this.#restartIce(session);
+    if (media === 'keep' && !session.mediaUp && link.everConnected) this.#restartIce(session);
     const missedTurns = session.history.filter((t) => t.index > lastTurnIndex);
     return { session, resumeToken, missedTurns, media: mediaResult };
   }
@@ -283,7 +288,8 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   // connected at all), and returns to `listening` when both are back.
   #updateLink(session: Session, reason: string): void {
     const link = this.#links.get(session.id);
-    if (!link || session.closed) return;
+    // Before the first connection there is nothing to recover: the session is still `connecting`.
+    if (!link || session.closed || !link.everConnected) return;
     const down = !session.signalingUp || !session.mediaUp;
     if (down) {
       if (session.state !== 'reconnecting') {

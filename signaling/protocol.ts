@@ -57,7 +57,7 @@ export type ServerMessage =
   | { type: 'draining'; deadlineMs: number }
   | { type: 'quality'; quality: QualityInfo };
 
-/** Link quality as the server sees it; sent when the outbound settings change or every few seconds. */
+/** Link quality as the server sees it; sent on each RTCP receiver report from the client (every 1-5 s). */
 export interface QualityInfo {
   /** Loss of our audio reported by the client (RTCP), smoothed, percent. */
   lossPercent: number;

@@ -11,6 +11,8 @@ export const ATTR = {
   cause: 'cause',
   errorType: 'type',
   interrupted: 'interrupted',
+  /** inbound (client -> server, measured by us) or outbound (server -> client, from RTCP). */
+  direction: 'direction',
   turnIndex: 'voice.turn.index',
   userText: 'voice.turn.user_text',
   agentText: 'voice.turn.agent_text',

@@ -44,6 +44,17 @@ export class SessionTelemetry {
       for (const [worker, ms] of this.#workerLagMs) result.observe(ms / 1000, { [ATTR.thread]: `worker-${worker}` });
     });
 
+    // Counters start at zero for their known label sets, so rates and alerts work before the first
+    // event (Prometheus convention).
+    for (let worker = 0; worker < media.workerCount; worker++) {
+      const attrs = { [ATTR.worker]: worker };
+      i.packetsReceived.add(0, attrs);
+      i.packetsLost.add(0, attrs);
+      i.concealedSamples.add(0, attrs);
+      i.fecRecovered.add(0, attrs);
+    }
+    for (const reason of ['capacity', 'draining']) i.admissionRefusals.add(0, { [ATTR.reason]: reason });
+
     sessions.on('sessioncreated', (s) => i.sessionsCreated.add(1, { [ATTR.mode]: s.mode }));
     sessions.on('sessionclosed', (s, reason) => {
       i.sessionsClosed.add(1, { [ATTR.mode]: s.mode, [ATTR.reason]: reason });
@@ -72,7 +83,7 @@ export class SessionTelemetry {
     sessions.on('quality', (_s, q) => {
       if (q.rttMs !== null) i.rtt.record(q.rttMs / 1000);
       i.outboundBitrate.record(q.bitrate);
-      i.jitter.record(q.jitterMs / 1000, { direction: 'outbound' });
+      i.jitter.record(q.jitterMs / 1000, { [ATTR.direction]: 'outbound' });
     });
     sessions.on('errorreported', (code) => i.errors.add(1, { [ATTR.errorType]: code }));
     sessions.on('refused', (reason) => i.admissionRefusals.add(1, { [ATTR.reason]: reason }));
@@ -86,7 +97,7 @@ export class SessionTelemetry {
       if (d.fecRecovered) i.fecRecovered.add(d.fecRecovered, attrs);
       for (const s of report.sessions) {
         i.jitterBufferDelay.record(s.jitterBufferDelayMs / 1000, attrs);
-        i.jitter.record(s.jitterMs / 1000, { ...attrs, direction: 'inbound' });
+        i.jitter.record(s.jitterMs / 1000, { ...attrs, [ATTR.direction]: 'inbound' });
       }
       this.#workerLagMs.set(report.workerIndex, report.eventLoopLagP99Ms);
     });

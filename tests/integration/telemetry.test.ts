@@ -7,6 +7,23 @@ import { OtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { TestClient } from '../helpers/werift-client.ts';
 import { speechPackets } from '../helpers/audio.ts';
 import { METRIC } from '../../telemetry/instruments.ts';
+import { readFileSync } from 'node:fs';
+import { describeInstruments, prometheusSeriesNames } from '../helpers/prometheus-names.ts';
+import { promqlNames } from '../helpers/promql.ts';
+
+/** Metric names used by the Grafana dashboard's queries (collector naming). */
+function dashboardMetricNames(): Set<string> {
+  const dashboard = JSON.parse(readFileSync(new URL('../../deploy/grafana/dashboards/voice-server.json', import.meta.url), 'utf8'));
+  const names = new Set<string>();
+  const visit = (panels: { targets?: { expr?: string }[]; panels?: unknown[] }[] = []) => {
+    for (const panel of panels) {
+      for (const t of panel.targets ?? []) if (t.expr) for (const n of promqlNames(t.expr).metrics) names.add(n);
+      visit(panel.panels as never);
+    }
+  };
+  visit(dashboard.panels);
+  return names;
+}
 
 describe('OpenTelemetry export', () => {
   it('exports session, turn and packet metrics and turn spans with children; counts match the session', async () => {
@@ -87,6 +104,51 @@ describe('OpenTelemetry export', () => {
       assert.ok(failures.length <= uptimeMs / 200 + 2, `${failures.length} failure lines in ${uptimeMs} ms`);
       assert.ok(!JSON.stringify(server.logs).includes('Authorization'), 'no headers in logs');
     } finally {
+      server.kill();
+      await server.exited;
+    }
+  });
+});
+
+describe('Prometheus scrape', () => {
+  it('serves /metrics, and every metric the dashboard queries is really exported after a session', async () => {
+    const server = await startServerProcess({ PROMETHEUS_METRICS: 'true', ECHO_END_SILENCE_MS: '400', SESSION_RECONNECT_WINDOW_MS: '1000' });
+    let client: TestClient | undefined;
+    try {
+      client = await TestClient.connect(server.wsUrl);
+      const turn = client.next((m) => m.type === 'turn', 20_000);
+      await client.speak(speechPackets(0).packets);
+      await turn;
+      // A reconnect outcome (the window runs out) and an error, so those series exist too.
+      client.stopMic();
+      client.dropSocket();
+      const bad = await TestClient.open(server.wsUrl);
+      await bad.expectError('{nope');
+      await bad.close();
+      let text = '';
+      const deadline = Date.now() + 15_000;
+      // Poll the scrape endpoint (what Prometheus does) until the session's end shows up.
+      while (!/voice_sessions_closed_total\{[^}]*reason="reconnect_timeout"/.test(text)) {
+        if (Date.now() > deadline) throw new Error(`session end never exported:\n${text.slice(0, 2000)}`);
+        const response = await fetch(`${server.url}/metrics`);
+        assert.equal(response.status, 200);
+        text = await response.text();
+      }
+      const scraped = new Set([...text.matchAll(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )/gm)].map((m) => m[1]!));
+      // Map each dashboard name (collector naming) to its instrument, then to the in-process name.
+      const instruments = describeInstruments();
+      const notInEchoMode = new Set([METRIC.sttLatency, METRIC.agentLatency, METRIC.ttsLatency]);
+      const missing: string[] = [];
+      for (const name of dashboardMetricNames()) {
+        const instrument = instruments.find((d) => prometheusSeriesNames(d, 'collector').includes(name));
+        assert.ok(instrument, `dashboard metric ${name} matches no instrument`);
+        if (notInEchoMode.has(instrument.name as never)) continue;
+        const series = prometheusSeriesNames(instrument, 'in-process')[prometheusSeriesNames(instrument, 'collector').indexOf(name)]!;
+        if (!scraped.has(series)) missing.push(`${name} (scraped as ${series})`);
+      }
+      assert.deepEqual(missing, [], 'dashboard metrics absent from a real scrape');
+    } finally {
+      await client?.close();
       server.kill();
       await server.exited;
     }
