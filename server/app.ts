@@ -50,6 +50,8 @@ export async function buildApp(config: Readonly<Config>, options: BuildOptions =
 
   sessions.on('sessioncreated', (s) => app.log.info({ sessionId: s.id, room: s.room, mode: s.mode, worker: s.workerIndex }, 'session created'));
   sessions.on('sessionclosed', (s, reason) => app.log.info({ sessionId: s.id, reason, turns: s.history.length }, 'session closed'));
+  sessions.on('reconnect', (s, outcome) => app.log.info({ sessionId: s.id, ...outcome }, outcome.success ? 'session reconnected' : 'session gave up reconnecting'));
+  sessions.on('medialost', (s, detectionMs) => app.log.info({ sessionId: s.id, detectionMs }, 'media path lost'));
   media.on('workerexit', (index, ids, reason) => app.log.error({ worker: index, sessions: ids.length, reason }, 'media worker died; restarted'));
 
   await app.register(websocket, { options: { maxPayload: HARD_MAX_FRAME_BYTES } });

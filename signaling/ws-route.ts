@@ -1,7 +1,7 @@
 // The WebSocket signaling route at /v1/signal: one connection drives one session. Every inbound
 // frame is size-capped and schema-validated; a bad one gets an `error` and the session carries on;
 // a client that keeps sending garbage is disconnected.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { parseClientMessage, SESSION_MODES, PROTOCOL_VERSION, type ClientMessage, type ServerMessage, type SessionMode } from './protocol.ts';
 import { ERRORS, errorMessage, isErrorCode, SignalingError, type ErrorCode } from './errors.ts';
@@ -27,8 +27,8 @@ export interface SignalingDeps {
 }
 
 export function registerSignalingRoute(app: FastifyInstance, deps: SignalingDeps): void {
-  app.get('/v1/signal', { websocket: true }, (socket) => {
-    new SignalingConnection(socket, deps).start();
+  app.get('/v1/signal', { websocket: true }, (socket, request) => {
+    new SignalingConnection(socket, deps, request.log).start();
   });
 }
 
@@ -38,10 +38,13 @@ class SignalingConnection {
   #session: Session | null = null;
   #badMessages: number[] = [];
   #joinTimer: NodeJS.Timeout | null = null;
+  /** Carries the session id on every line once the connection has a session. */
+  #log: FastifyBaseLogger;
 
-  constructor(socket: WebSocket, deps: SignalingDeps) {
+  constructor(socket: WebSocket, deps: SignalingDeps, log: FastifyBaseLogger) {
     this.#socket = socket;
     this.#deps = deps;
+    this.#log = log;
   }
 
   start(): void {
@@ -157,6 +160,7 @@ class SignalingConnection {
     const result = await this.#deps.sessions.resume(sessionId, token, lastTurnIndex, media, (m) => this.#send(m), () => this.#evict());
     const { session } = result;
     this.#adopt(session);
+    this.#log.info({ media: result.media, missedTurns: result.missedTurns.length }, 'session resumed');
     this.#send({
       type: 'resumed',
       sessionId: session.id,
@@ -171,6 +175,7 @@ class SignalingConnection {
 
   /** Binds this connection to a session (after join or resume). */
   #adopt(session: Session): void {
+    this.#log = this.#log.child({ sessionId: session.id });
     if (this.#joinTimer) clearTimeout(this.#joinTimer);
     this.#joinTimer = null;
     this.#session = session;
@@ -194,11 +199,13 @@ class SignalingConnection {
       this.#reject(code, (error as Error).message);
       return;
     }
+    this.#log.error({ err: (error as Error)?.message }, 'signaling failure');
     this.#reject('SERVER_ERR_INTERNAL', 'internal error');
   }
 
   /** Reports a refused message and counts it toward the abuse limit. */
   #reject(code: ErrorCode, message: string): void {
+    this.#log.debug({ code }, 'message refused');
     this.#send(errorMessage(code, message));
     this.#deps.sessions.reportError(code);
     if (ERRORS[code].retryable) return; // the server's own trouble is not the client's fault
@@ -217,6 +224,9 @@ class SignalingConnection {
     const session = this.#session;
     this.#session = null;
     // The session outlives its socket: it waits for a resume within the reconnect window.
-    if (session) this.#deps.sessions.detach(session);
+    if (session) {
+      this.#log.info('signaling socket closed; session waits for a resume');
+      this.#deps.sessions.detach(session);
+    }
   }
 }
