@@ -31,6 +31,8 @@ export interface TestClientOptions {
    * then kept out of the SDP and trickled once the server's description is applied.
    */
   rewriteLocal?: (candidateLine: string) => Promise<string>;
+  /** Leave server offers to the test (answerServerOffer) instead of answering them at once. */
+  manualOffers?: boolean;
 }
 
 export class TestClient {
@@ -303,15 +305,8 @@ export class TestClient {
     const pc = this.pc;
     if (!pc) return;
     if (message.type === 'offer') {
-      // A server offer (ICE restart or renegotiation). We are the polite peer.
-      await this.#serialized(async () => {
-        await pc.setRemoteDescription({ type: 'offer', sdp: await this.#remote(message.sdp) });
-        const answer = await pc.createAnswer();
-        this.#noStun(pc);
-        await pc.setLocalDescription(answer);
-        this.send({ type: 'answer', sdp: this.#local(pc.localDescription!.sdp) });
-        await this.#trickleMapped(pc);
-      }).catch(() => undefined);
+      if (this.options.manualOffers) return;
+      await this.answerServerOffer(message.sdp).catch(() => undefined);
       return;
     }
     if (message.type !== 'candidate' || !message.candidate) return;
@@ -321,6 +316,37 @@ export class TestClient {
       return;
     }
     await this.#serialized(() => pc.addIceCandidate(candidate as never)).catch(() => undefined);
+  }
+
+  /** Sends our own offer (an ICE restart) without waiting for the reply. */
+  async sendRestartOffer(): Promise<void> {
+    const pc = this.pc!;
+    await this.#serialized(async () => {
+      pc.restartIce();
+      const offer = await pc.createOffer();
+      this.#noStun(pc);
+      await pc.setLocalDescription(offer);
+      this.send({ type: 'offer', sdp: this.#local(pc.localDescription!.sdp) });
+    });
+  }
+
+  /**
+   * Answers a server offer as the polite peer: an offer of ours that crossed it is rolled back
+   * first (perfect negotiation).
+   */
+  async answerServerOffer(sdp: string): Promise<void> {
+    const pc = this.pc!;
+    await this.#serialized(async () => {
+      // In have-local-offer, applying the offer rolls ours back implicitly (as in browsers).
+      {
+        await pc.setRemoteDescription({ type: 'offer', sdp: await this.#remote(sdp) });
+        const answer = await pc.createAnswer();
+        this.#noStun(pc);
+        await pc.setLocalDescription(answer);
+        this.send({ type: 'answer', sdp: this.#local(pc.localDescription!.sdp) });
+        await this.#trickleMapped(pc);
+      }
+    });
   }
 
   #serialized<T>(operation: () => Promise<T>): Promise<T> {
