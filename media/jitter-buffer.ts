@@ -15,6 +15,8 @@ export interface JitterBufferOptions {
   windowPackets: number;
   /** Concealed frames in a row, with nothing arriving, before concealment stops until packets return. */
   maxConsecutivePlc: number;
+  /** With nothing buffered, how long past its due time a frame is awaited before it is concealed. */
+  emptyGraceMs: number;
 }
 
 export const DEFAULT_JITTER_BUFFER_OPTIONS: JitterBufferOptions = Object.freeze({
@@ -24,6 +26,7 @@ export const DEFAULT_JITTER_BUFFER_OPTIONS: JitterBufferOptions = Object.freeze(
   percentile: 0.95,
   windowPackets: 200,
   maxConsecutivePlc: 10,
+  emptyGraceMs: 40,
 });
 
 export interface RtpAudioPacket {
@@ -310,10 +313,12 @@ export class JitterBuffer {
       return this.#playoutMs((this.#headTs = Math.max(this.#cursorTs, fromNext)));
     }
     if (this.#plcRun >= this.#opts.maxConsecutivePlc) return Infinity;
-    // Nothing buffered: loss and a sender pause look alike. Half a frame of grace keeps a packet
-    // that is exactly on time from losing the race against the caller's tick.
+    // Nothing buffered: loss and a sender pause look alike. A grace period keeps a packet that is
+    // merely a little late (scheduling jitter on a busy host) from being concealed and then played
+    // a frame later: our consumer is a speech pipeline, not a loudspeaker, so waiting is cheaper
+    // than inventing audio.
     this.#headTs = this.#cursorTs;
-    return this.#playoutMs(this.#cursorTs) + this.#frameTs / TS_PER_MS / 2;
+    return this.#playoutMs(this.#cursorTs) + Math.max(this.#frameTs / TS_PER_MS / 2, this.#opts.emptyGraceMs);
   }
 
   #drain(nowMs: number, out: JitterOutput[]): JitterOutput[] {
@@ -325,7 +330,8 @@ export class JitterBuffer {
       if (this.#isBuffered(i, seq)) {
         const arrivalMs = this.#slotArrival[i];
         const payload = this.#slotPayload[i]!;
-        out.push({ kind: 'packet', sequenceNumber: seq & 0xffff, timestamp, payload, arrivalMs, holdMs: nowMs - arrivalMs });
+        // holdMs is the deliberate hold only (until the playout time); a late poll is not part of it.
+        out.push({ kind: 'packet', sequenceNumber: seq & 0xffff, timestamp, payload, arrivalMs, holdMs: Math.max(0, Math.min(nowMs, due) - arrivalMs) });
         this.#slotState[i] = RELEASED;
         this.#slotPayload[i] = null;
         this.#buffered--;
