@@ -58,6 +58,11 @@ export class InvalidStateError extends Error {
   override name = 'InvalidStateError';
 }
 
+/** No UDP port could be bound for any host address (the worker's share of the range is used up). */
+export class NoPortsError extends Error {
+  override name = 'NoPortsError';
+}
+
 export class GlareError extends Error {
   override name = 'GlareError';
 }
@@ -90,7 +95,9 @@ export class Peer extends TypedEmitter<PeerEvents> {
       // interface list; turning interface discovery off leaves only ours).
       iceUseIpv4: !explicitAddresses,
       iceUseIpv6: false,
-      iceAdditionalHostAddresses: explicitAddresses ? options.hostAddresses : ['127.0.0.1'],
+      // "auto" adds loopback for local clients, unless an announced address says clients come from
+      // elsewhere (in a container, a loopback candidate would only cost a second port per session).
+      iceAdditionalHostAddresses: explicitAddresses ? options.hostAddresses : options.announcedAddress ? [] : ['127.0.0.1'],
       codecs: {
         audio: [
           new RTCRtpCodecParameters({
@@ -175,7 +182,11 @@ export class Peer extends TypedEmitter<PeerEvents> {
       this.#disableDefaultStun();
       const answer = await this.#pc.createAnswer();
       await this.#pc.setLocalDescription(answer);
-      return this.#announce(this.#pc.localDescription?.sdp ?? answer.sdp);
+      const local = this.#pc.localDescription?.sdp ?? answer.sdp;
+      // werift drops an address whose port cannot be bound and carries on: with none left the
+      // session could never connect, so say so instead of answering.
+      if (!/^a=candidate:/m.test(local)) throw new NoPortsError('no UDP port available for media; retry later or on another server');
+      return this.#announce(local);
     });
   }
 

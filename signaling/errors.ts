@@ -21,6 +21,7 @@ export const ERRORS = {
   SESSION_ERR_MEDIA_LOST: { retryable: true, status: 410 },
   SESSION_ERR_MAX_DURATION: { retryable: false, status: 408 },
   MEDIA_ERR_NEGOTIATION: { retryable: false, status: 400 },
+  MEDIA_ERR_NO_PORTS: { retryable: true, status: 503 },
   MEDIA_ERR_WORKER_DIED: { retryable: true, status: 503 },
   MEDIA_ERR_TIMEOUT: { retryable: true, status: 504 },
   SERVER_ERR_DRAINING: { retryable: true, status: 503 },

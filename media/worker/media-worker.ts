@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { MediaSession, type MediaClock, type MediaSessionOptions } from '../media-session.ts';
 import { LatencyHistogram } from '../latency-histogram.ts';
-import { GlareError, InvalidStateError } from '../peer.ts';
+import { GlareError, InvalidStateError, NoPortsError } from '../peer.ts';
 import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type WorkerStats } from './worker-stats.ts';
 import type { WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
 
@@ -107,7 +107,11 @@ function reply(requestId: number, work: Promise<{ sdp?: string }>): void {
 }
 
 function fail(requestId: number, error: unknown): void {
-  const code = error instanceof GlareError ? 'SIG_ERR_GLARE' : error instanceof InvalidStateError ? 'SIG_ERR_OUT_OF_ORDER' : 'MEDIA_ERR_NEGOTIATION';
+  const code =
+    error instanceof GlareError ? 'SIG_ERR_GLARE'
+    : error instanceof InvalidStateError ? 'SIG_ERR_OUT_OF_ORDER'
+    : error instanceof NoPortsError ? 'MEDIA_ERR_NO_PORTS'
+    : 'MEDIA_ERR_NEGOTIATION';
   post({
     ev: 'reply',
     requestId,
