@@ -6,6 +6,9 @@
 import dgram from 'node:dgram';
 import { InvalidStateError } from '../../server/session.ts';
 import { TypedEmitter } from '../../media/typed-emitter.ts';
+import { mulberry32 } from './prng.ts';
+
+export { mulberry32 };
 
 const HOST = '127.0.0.1';
 
@@ -36,17 +39,6 @@ export interface UdpRelayOptions {
 
 export const DEFAULT_UDP_RELAY_OPTIONS: UdpRelayOptions = { seed: 1 };
 
-/** mulberry32: tiny, fast, and good enough to make drop patterns reproducible. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One direction's impairments; its own PRNG so traffic in the other direction can't shift its pattern. */
 class Impairment {

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { JitterBuffer, type JitterOutput, type RtpAudioPacket } from '../../../media/jitter-buffer.ts';
+import { mulberry32 } from '../../helpers/prng.ts';
 
 const FRAME_TS = 960;
 const FRAME_MS = 20;
@@ -18,17 +19,7 @@ function pkt(i: number, seq0 = 1000, ts0 = 50_000, marker = false): RtpAudioPack
 const tag = (o: JitterOutput): number => ('payload' in o ? o.payload[0]! | (o.payload[1]! << 8) : -1);
 const kinds = (outs: JitterOutput[]): string[] => outs.map((o) => `${o.kind}:${o.sequenceNumber}`);
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 describe('JitterBuffer', () => {
   it('releases in-order, jitter-free packets inside push with zero hold', () => {
