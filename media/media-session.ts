@@ -98,6 +98,9 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     this.#peer = this.#createPeer();
   }
 
+  /** Told the jitter buffer's next deadline when a packet is held, so the owner can poll on time. */
+  onDeadline: ((atMs: number) => void) | null = null;
+
   get peer(): Peer {
     return this.#peer;
   }
@@ -260,6 +263,10 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     }
     const outputs = this.jitterBuffer.push(packet, now, this.#clearedOutputs());
     if (outputs.length > 0) this.#consume(outputs);
+    if (this.onDeadline) {
+      const due = this.jitterBuffer.nextDeadlineMs();
+      if (due !== null) this.onDeadline(due);
+    }
   }
 
   #clearedOutputs(): JitterOutput[] {

@@ -84,7 +84,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     idleTimeoutMs: r.int('SESSION_IDLE_TIMEOUT_MS', 120_000, 100, 86_400_000),
     maxSessionDurationMs: r.int('SESSION_MAX_DURATION_MS', 3_600_000, 1000, 7 * 86_400_000),
     reconnectWindowMs: r.int('SESSION_RECONNECT_WINDOW_MS', 30_000, 100, 3_600_000),
-    mediaTimeoutMs: r.int('MEDIA_TIMEOUT_MS', 1000, 200, 60_000),
+    mediaTimeoutMs: r.int('MEDIA_TIMEOUT_MS', 800, 200, 60_000),
     iceRestartRetryMs: r.int('ICE_RESTART_RETRY_MS', 2000, 200, 60_000),
     historyRetentionMs: r.int('SESSION_HISTORY_RETENTION_MS', 3_600_000, 1000, 30 * 86_400_000),
     redisUrl: r.optional('REDIS_URL', (v) => /^rediss?:\/\/.+/.test(v) || 'must be a redis:// or rediss:// URL'),

@@ -75,6 +75,7 @@ function open(sessionId: string, options: MediaSessionOptions): void {
     latency,
   );
   sessions.set(sessionId, media);
+  media.onDeadline = schedulePoll;
   media.on('candidate', (candidate) => post({ ev: 'candidate', sessionId, candidate }));
   media.on('connection', (state) => post({ ev: 'connection', sessionId, state }));
   media.on('media', (info) => post({ ev: 'media', sessionId, ...info }));
@@ -145,10 +146,29 @@ function stats(reset: boolean): WorkerStats {
   return value;
 }
 
-// Jitter-buffer release and concealment.
-setInterval(() => {
-  for (const media of sessions.values()) media.poll();
-}, POLL_INTERVAL_MS);
+// Jitter-buffer release and concealment: one timer for the worker, set to the earliest deadline of
+// any session (at most POLL_INTERVAL_MS away), so a held packet is released when it is due rather
+// than at the next fixed tick.
+let pollTimer: NodeJS.Timeout | null = null;
+let pollAt = Infinity;
+function schedulePoll(at: number): void {
+  if (at >= pollAt) return;
+  if (pollTimer) clearTimeout(pollTimer);
+  pollAt = at;
+  pollTimer = setTimeout(runPoll, Math.max(1, at - performance.now()));
+}
+function runPoll(): void {
+  pollTimer = null;
+  pollAt = Infinity;
+  let next = performance.now() + POLL_INTERVAL_MS;
+  for (const media of sessions.values()) {
+    media.poll();
+    const due = media.jitterBuffer.nextDeadlineMs();
+    if (due !== null && due < next) next = due;
+  }
+  schedulePoll(next);
+}
+schedulePoll(performance.now() + POLL_INTERVAL_MS);
 
 // Outbound pacing: one 20 ms frame per responding session per tick, on a drift-free schedule.
 let nextFrameAt = performance.now() + FRAME_MS;

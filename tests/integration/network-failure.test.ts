@@ -70,6 +70,35 @@ describe('network failures through an impairment relay', () => {
     assert.deepEqual(server.sessions.get(client.sessionId)!.history.map((t) => t.index), [0, 1]);
   });
 
+  it('2 s blackout: a client-initiated ICE restart brings media and turns back', async () => {
+    relay = new UdpRelay({ seed: 16 });
+    // This client leaves the server's own restart offers unanswered: only its restart can help.
+    client = await TestClient.connect(server.wsUrl, {}, {
+      manualOffers: true,
+      rewriteRemote: (text) => (text.includes('\r\n') ? relay.rewriteSdp(text) : relay.rewriteCandidate(text)),
+      rewriteLocal: (line) => relay.rewriteClientCandidate(line),
+    });
+    await talk(client);
+    const lost = client.next((m) => m.type === 'state' && m.state === 'reconnecting', 5000);
+    relay.blackhole(true);
+    await lost;
+    await hold(BLACKOUT_MS);
+    relay.blackhole(false);
+    const back = client.next((m) => m.type === 'state' && m.state === 'listening' && m.reason === 'recovered', 10_000);
+    // The client restarts ICE. The server, which saw the blackout too, has its own restart offer
+    // outstanding, so the offers cross: the server (impolite) answers ours with SIG_ERR_GLARE and
+    // the client (polite) answers the server's offer instead, as the SDK does.
+    await client.restartIce();
+    if (client.pc!.signalingState === 'have-local-offer') {
+      const last = client.messages.filter((m) => m.type === 'offer').at(-1);
+      assert.ok(last && last.type === 'offer', 'glare implies a server offer');
+      await client.answerServerOffer(last.sdp);
+    }
+    await back;
+    await talk(client);
+    assert.deepEqual(client.turns().map((t) => t.index), [0, 1]);
+  });
+
   it('network switch: the server keeps sending to the old address until a client-initiated ICE restart', async () => {
     relay = new UdpRelay({ seed: 12 });
     client = await relayedClient(server, relay);
