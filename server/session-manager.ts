@@ -10,6 +10,7 @@ import type { Config } from './config.ts';
 import type { SessionMode, QualityInfo } from '../signaling/protocol.ts';
 import type { ConversationTurn, SessionState } from './session-types.ts';
 import type { SessionStore } from './session-store.ts';
+import { SessionRecorder } from './session-recorder.ts';
 
 export interface ReconnectOutcome {
   success: boolean;
@@ -61,7 +62,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   /** Sessions whose media close is still being confirmed by their worker (id -> worker index). */
   readonly #mediaClosing = new Map<string, number>();
   #releaseWaiters: (() => void)[] = [];
-  readonly #pendingWrites = new Set<Promise<unknown>>();
+  readonly #recorder: SessionRecorder;
   #draining = false;
 
   constructor(config: Readonly<Config>, media: MediaPool, store: SessionStore) {
@@ -69,6 +70,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     this.#config = config;
     this.#media = media;
     this.#store = store;
+    this.#recorder = new SessionRecorder(store, (error) => this.safeEmit('storeerror', error));
     media.on('session', (event) => this.#onMediaEvent(event));
     media.on('activity', (ids) => {
       for (const id of ids) this.#sessions.get(id)?.touch();
@@ -107,8 +109,8 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   }
 
   /** Resolves once every write to the session store issued so far has finished. */
-  async flush(): Promise<void> {
-    while (this.#pendingWrites.size > 0) await Promise.allSettled([...this.#pendingWrites]);
+  flush(): Promise<void> {
+    return this.#recorder.flush();
   }
 
   get(id: string): Session | undefined {
@@ -134,11 +136,11 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     this.#sessions.set(session.id, session);
     this.#links.set(session.id, { everConnected: false, cause: null, restartTimer: null, evict });
     session.on('statechange', (state, previous) => {
-      this.#saveRecord(session); // the stored record (HTTP history) shows the live state
+      this.#recorder.saveRecord(session); // the stored record (HTTP history) shows the live state
       this.safeEmit('statechange', session, state, previous);
     });
     session.on('turn', (turn) => {
-      this.#persist(this.#store.appendTurn(session.id, turn));
+      this.#recorder.appendTurn(session, turn);
       this.safeEmit('turn', session, turn);
     });
     session.workerIndex = this.#media.open(session.id, {
@@ -147,7 +149,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       jitterBuffer: { ...this.#config.jitterBuffer },
       mediaTimeoutMs: this.#config.mediaTimeoutMs,
     });
-    this.#saveRecord(session);
+    this.#recorder.saveRecord(session);
     this.safeEmit('sessioncreated', session);
     return { session, resumeToken };
   }
@@ -194,7 +196,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       mediaResult = 'new';
     }
     const resumeToken = session.rotateResumeToken(); // single use: the presented token dies here
-    this.#saveRecord(session);
+    this.#recorder.saveRecord(session);
     const previousEvict = link.evict;
     link.evict = evict;
     if (previousEvict) previousEvict(); // an old socket that had not noticed it was dead
@@ -248,7 +250,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       this.#media.close(session.id);
     }
     session.close(reason, finalState);
-    this.#persist(this.#store.closeSession(session.id, reason, session.state));
+    this.#recorder.closeSession(session, reason);
     this.safeEmit('sessionclosed', session, reason);
   }
 
@@ -262,26 +264,6 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
 
   stop(): void {
     clearInterval(this.#sweep);
-  }
-
-  #persist(write: Promise<unknown>): void {
-    const tracked = write.catch((error: Error) => this.safeEmit('storeerror', error)).finally(() => this.#pendingWrites.delete(tracked));
-    this.#pendingWrites.add(tracked);
-  }
-
-  #saveRecord(session: Session): void {
-    this.#persist(
-      this.#store.saveSession({
-        sessionId: session.id,
-        room: session.room,
-        mode: session.mode,
-        createdAt: session.createdAt,
-        state: session.state,
-        closedAt: null,
-        closeReason: null,
-        resumeTokenHash: session.resumeTokenHash,
-      }),
-    );
   }
 
   // The session is `reconnecting` while its socket or its media path is down (once it has
