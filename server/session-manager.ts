@@ -288,7 +288,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       link.cause = null;
       if (link.restartTimer) clearTimeout(link.restartTimer);
       link.restartTimer = null;
-      session.trySetState('listening', 'recovered');
+      session.trySetState(session.conversationState(), 'recovered');
       this.safeEmit('reconnect', session, { success: true, durationMs, cause });
     }
   }

@@ -124,6 +124,12 @@ export class Session extends TypedEmitter<SessionEvents> {
     return true;
   }
 
+  /** Where the conversation stands, from the turn in progress: where a recovered session returns to. */
+  conversationState(): 'listening' | 'processing' | 'responding' {
+    if (!this.#pendingTurn) return 'listening';
+    return this.#pendingTurn.firstPacketOutAt === null ? 'processing' : 'responding';
+  }
+
   // Media events from the worker build the turn: utterance -> processing, first packet out ->
   // responding, last packet out -> the turn is recorded and announced. A session that is
   // reconnecting still records turns (they reach the client on resume) but stays reconnecting.

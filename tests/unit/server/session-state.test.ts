@@ -75,6 +75,23 @@ describe('Session', () => {
     assert.equal(session.state, 'disconnected');
   });
 
+  it('knows where the conversation stands, so a recovered session returns there', () => {
+    const session = new Session(undefined, 'echo');
+    session.setState('connected');
+    session.setState('listening');
+    assert.equal(session.conversationState(), 'listening');
+    session.onUtterance({ speechStartAt: 0, speechEndAt: 500, endOfTurnAt: 900, audioMs: 500 });
+    session.setState('reconnecting', 'media_lost');
+    assert.equal(session.conversationState(), 'processing');
+    session.onResponseStart(950); // playback began while the link was down
+    assert.equal(session.state, 'reconnecting', 'media events do not move a reconnecting session');
+    assert.equal(session.conversationState(), 'responding');
+    session.setState(session.conversationState(), 'recovered');
+    session.onResponseEnd(1500, 500, 500, false);
+    assert.equal(session.state, 'listening');
+    assert.equal(session.conversationState(), 'listening');
+  });
+
   it('makes unguessable ids and tokens', () => {
     const ids = new Set(Array.from({ length: 1000 }, () => new Session(undefined, 'echo').id));
     assert.equal(ids.size, 1000);
