@@ -8,7 +8,6 @@ const BUCKETS = FINE_BUCKETS + COARSE_BUCKETS + 1;
 export class LatencyHistogram {
   readonly counts: Float64Array;
   #count = 0;
-  #max = 0;
 
   constructor(counts?: ArrayLike<number>) {
     this.counts = new Float64Array(BUCKETS);
@@ -27,7 +26,6 @@ export class LatencyHistogram {
     const index = v < 10 ? Math.floor(v * 100) : v < 1000 ? FINE_BUCKETS + Math.floor(v - 10) : BUCKETS - 1;
     this.counts[index]!++;
     this.#count++;
-    if (v > this.#max) this.#max = v;
   }
 
   merge(other: LatencyHistogram): void {
@@ -50,6 +48,5 @@ export class LatencyHistogram {
   reset(): void {
     this.counts.fill(0);
     this.#count = 0;
-    this.#max = 0;
   }
 }

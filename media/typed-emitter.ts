@@ -29,10 +29,6 @@ export class TypedEmitter<E extends EventMap> {
     this.#emitter.removeAllListeners();
   }
 
-  listenerCount<K extends keyof E & string>(event: K): number {
-    return this.#emitter.listenerCount(event);
-  }
-
   /** Emits to every listener; a listener that throws is reported on 'listenererror' and skipped. */
   protected safeEmit<K extends keyof E & string>(event: K, ...args: E[K]): boolean {
     const listeners = this.#emitter.listeners(event);

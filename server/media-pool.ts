@@ -96,11 +96,6 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
     return this.#workers.length;
   }
 
-  /** Thread ids of the workers, for tests and diagnostics. */
-  workerThreadIds(): number[] {
-    return this.#workers.map((w) => w.worker.threadId);
-  }
-
   workerOf(sessionId: string): number | null {
     return this.#placement.get(sessionId)?.index ?? null;
   }

@@ -57,7 +57,6 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   readonly #links = new Map<string, LinkState>();
   readonly #config: Readonly<Config>;
   readonly #media: MediaPool;
-  readonly #store: SessionStore;
   readonly #sweep: NodeJS.Timeout;
   /** Sessions whose media close is still being confirmed by their worker (id -> worker index). */
   readonly #mediaClosing = new Map<string, number>();
@@ -69,7 +68,6 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     super();
     this.#config = config;
     this.#media = media;
-    this.#store = store;
     this.#recorder = new SessionRecorder(store, (error) => this.safeEmit('storeerror', error));
     media.on('session', (event) => this.#onMediaEvent(event));
     media.on('activity', (ids) => {
@@ -91,10 +89,6 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
 
   get size(): number {
     return this.#sessions.size;
-  }
-
-  get store(): SessionStore {
-    return this.#store;
   }
 
   /** Sessions whose worker has not yet confirmed that their media is released. */

@@ -17,7 +17,3 @@ const TRANSITIONS: Record<SessionState, readonly SessionState[]> = {
 export function canTransition(from: SessionState, to: SessionState): boolean {
   return TRANSITIONS[from].includes(to);
 }
-
-export function isTerminal(state: SessionState): boolean {
-  return state === 'disconnected';
-}

@@ -89,10 +89,6 @@ export class Session extends TypedEmitter<SessionEvents> {
     this.#sink = sink;
   }
 
-  get attached(): boolean {
-    return this.#sink !== null;
-  }
-
   send(message: ServerMessage): void {
     this.#sink?.(message);
   }

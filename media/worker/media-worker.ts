@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { MediaSession, type MediaClock, type MediaSessionOptions } from '../media-session.ts';
 import { LatencyHistogram } from '../latency-histogram.ts';
 import { GlareError, InvalidStateError, NoPortsError } from '../peer.ts';
-import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type WorkerStats } from './worker-stats.ts';
+import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
 import type { WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
 
 const POLL_INTERVAL_MS = 10;
@@ -189,22 +189,22 @@ function pace(): void {
 }
 setTimeout(pace, FRAME_MS);
 
-// Telemetry: deltas since the last report, so each packet is counted exactly once in the main thread.
+// Once a second, one pass over the sessions: which received media (idle timeout), and telemetry as
+// deltas since the last report, so each packet is counted exactly once in the main thread.
 setInterval(() => {
-  const totals = packetTotals();
+  const totals = { ...closedTotals };
+  const samples: WorkerTelemetry['sessions'] = [];
+  const active: string[] = [];
+  for (const media of sessions.values()) {
+    const jb = media.jitterBuffer.toJSON();
+    addJitterStats(totals, jb);
+    samples.push({ jitterBufferDelayMs: jb.targetDelayMs, jitterMs: jb.jitterMs });
+    if (media.takeMediaSeen()) active.push(media.id);
+  }
   const delta = subtractTotals(totals, reportedTotals);
   reportedTotals = totals;
-  const samples = [...sessions.values()].map((m) => {
-    const jb = m.jitterBuffer.toJSON();
-    return { jitterBufferDelayMs: jb.targetDelayMs, jitterMs: jb.jitterMs };
-  });
-  post({ ev: 'telemetry', report: { workerIndex: init.workerIndex, delta, eventLoopLagP99Ms: telemetryLag.read(true).p99Ms, sessions: samples } });
-}, ACTIVITY_INTERVAL_MS);
-
-setInterval(() => {
-  const active: string[] = [];
-  for (const media of sessions.values()) if (media.takeMediaSeen()) active.push(media.id);
   if (active.length > 0) post({ ev: 'activity', sessionIds: active });
+  post({ ev: 'telemetry', report: { workerIndex: init.workerIndex, delta, eventLoopLagP99Ms: telemetryLag.read(true).p99Ms, sessions: samples } });
 }, ACTIVITY_INTERVAL_MS);
 
 post({ ev: 'ready' });

@@ -394,18 +394,6 @@ export class TestClient {
     this.#ts = (this.#ts + 960) >>> 0;
   }
 
-  /** Sends frames at a steady 20 ms pace (drift-free). Resolves after the last one. */
-  async sendPaced(packets: Uint8Array[], onSent?: (index: number, at: number) => void): Promise<void> {
-    const start = performance.now();
-    for (let i = 0; i < packets.length; i++) {
-      const due = start + i * 20;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      this.sendFrame(packets[i]!, i === 0);
-      onSent?.(i, performance.now());
-    }
-  }
-
   /** Leaves the session (if joined) and closes everything. */
   async close(): Promise<void> {
     this.stopMic();
