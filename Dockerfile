@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The voice session server: Node 20 running the TypeScript sources through tsx (no build step for the
-# server), the browser bundle built at image build time, Debian's libopus0 for the Opus codec.
+# server), the browser bundle built at image build time, Debian's libopus0 for the Opus codec and
+# libpocketsphinx3 + pocketsphinx-en-us for the embedded agent's local speech recognition.
 #
 #   docker build -t voice-session-server .
 #   docker run --rm -p 8080:8080 -p 40000-40199:40000-40199/udp \
@@ -21,7 +22,7 @@ RUN npm run build:client \
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libopus0 \
+ && apt-get install -y --no-install-recommends libopus0 libpocketsphinx3 pocketsphinx-en-us \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
 WORKDIR /app

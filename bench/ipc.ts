@@ -26,8 +26,20 @@ export interface ServerSnapshot {
   workers: WorkerStats[];
 }
 
+/** What every simulated client sends (looped), see bench/speech-loop.ts. */
+export type LoadAudio =
+  /** The speech fixture with silence long enough for the echo to finish (echo mode). */
+  | { kind: 'echo-speech' }
+  /** The speech fixture then `silenceMs` of silence: a user who talks most of the time. */
+  | { kind: 'talking'; silenceMs: number }
+  /** Quiet room noise below the VAD's energy gate: a user who says nothing. */
+  | { kind: 'silent' };
+
 export interface LoadPlan {
   wsUrl: string;
+  /** Conversation mode the clients join in; null = the server's default. */
+  mode: 'echo' | 'stt_tts' | null;
+  audio: LoadAudio;
   /** Index of this process's first client among all clients of the step, and the stride between its clients. */
   firstIndex: number;
   stride: number;
@@ -75,6 +87,17 @@ export interface WindowReport {
   timerLagP99Ms: number;
   timerLagMaxMs: number;
   ticks: number;
+  /** Agent modes: `speech end_of_turn` messages (turns the listening pipeline ended). */
+  turnsHeard: number;
+  /** Agent modes: turns answered with audio, and how many of them the user interrupted. */
+  answered: number;
+  interrupted: number;
+  /** Agent modes, per answered turn (server timings): first answer packet - end of the user's speech. */
+  answerDelayMs: number[];
+  /** Agent modes: final transcript - end of turn. */
+  sttFinalMs: number[];
+  /** `error` messages by code. */
+  errors: Record<string, number>;
   /** Ticks that ran a whole frame period (20 ms) or more late. */
   ticksLateOver20Ms: number;
   /** Frames not sent because the timer fell more than 200 ms behind and resynchronised. */

@@ -7,9 +7,10 @@
 import { performance } from 'node:perf_hooks';
 import { TestClient } from '../tests/helpers/werift-client.ts';
 import { LatencyHistogram } from '../media/latency-histogram.ts';
-import { buildSpeechLoop, FRAME_MS, type SpeechLoop } from './speech-loop.ts';
+import { buildLoadLoop, FRAME_MS, type SpeechLoop } from './speech-loop.ts';
 import { EchoMatcher } from './echo-matcher.ts';
 import type { LoadCommand, LoadPlan, LoadReport, SetupReport, WindowReport } from './ipc.ts';
+import type { ServerMessage } from '../signaling/protocol.ts';
 
 const PHASES = 4;
 const TICK_MS = FRAME_MS / PHASES;
@@ -36,6 +37,8 @@ const report = (message: LoadReport): void => {
 
 let plan: LoadPlan;
 let loop: SpeechLoop;
+/** Echo mode: pair utterances with their echoes. Agent modes answer (or not) with `turn` messages instead. */
+let matchEchoes = true;
 const byPhase: SimClient[][] = Array.from({ length: PHASES }, () => []);
 const all: SimClient[] = [];
 
@@ -55,6 +58,7 @@ let rejections = 0;
 function newWindow(): Omit<WindowReport, 'timerLagP50Ms' | 'timerLagP99Ms' | 'timerLagMaxMs'> {
   return {
     echoRttMs: [], endpointAlignmentMs: [], serverPaceWaitMs: [], echoesMissed: 0, utterancesEnded: 0,
+    turnsHeard: 0, answered: 0, interrupted: 0, answerDelayMs: [], sttFinalMs: [], errors: {},
     ticks: 0, ticksLateOver20Ms: 0, framesSkipped: 0, framesSent: 0,
   };
 }
@@ -63,7 +67,8 @@ process.on('message', (command: LoadCommand) => {
   switch (command.cmd) {
     case 'prepare':
       plan = command.plan;
-      loop = buildSpeechLoop(plan.echo, plan.minSilenceMs);
+      loop = buildLoadLoop(plan.audio, plan.echo, plan.minSilenceMs);
+      matchEchoes = plan.audio.kind === 'echo-speech';
       report({ ev: 'prepared', report: null });
       return;
     case 'start':
@@ -122,7 +127,7 @@ async function connect(index: number, setup: SetupReport): Promise<void> {
       client = await TestClient.open(plan.wsUrl);
       const sentAt = performance.now();
       stage = 'join';
-      await client.join({});
+      await client.join(plan.mode ? { mode: plan.mode } : {});
       stage = 'negotiate (offer/answer, ICE, DTLS)';
       await client.negotiate();
       const connectedAt = performance.now();
@@ -201,9 +206,9 @@ function step(sim: SimClient): void {
   framesSent++;
   if (inWindow) win.framesSent++;
   if (position === loop.speechEndFrame) {
-    win.echoesMissed += sim.echoes.speechEnded(performance.now(), inWindow);
+    if (matchEchoes) win.echoesMissed += sim.echoes.speechEnded(performance.now(), inWindow);
     if (inWindow) win.utterancesEnded++;
-  } else if (position === loop.endpointFrame) {
+  } else if (matchEchoes && position === loop.endpointFrame) {
     sim.echoes.endpointSent(performance.now());
   }
   sim.position = position + 1 === loop.packets.length ? 0 : position + 1;
@@ -220,6 +225,11 @@ function collect(sim: SimClient): void {
   const messages = sim.client.messages;
   if (messages.length === 0) return;
   for (const message of messages) {
+    if (inWindow && message.type === 'error') win.errors[message.code] = (win.errors[message.code] ?? 0) + 1;
+    if (!matchEchoes) {
+      if (inWindow) countConversation(message);
+      continue;
+    }
     if (message.type !== 'turn') continue;
     const match = sim.echoes.turn(message.turn.timings);
     if (!match || !inWindow) continue;
@@ -230,10 +240,24 @@ function collect(sim: SimClient): void {
   messages.length = 0;
 }
 
+/** Agent modes: turns the pipeline ended, and the answers (if the server gives any). */
+function countConversation(message: ServerMessage): void {
+  if (message.type === 'speech' && message.event === 'end_of_turn') {
+    win.turnsHeard++;
+  } else if (message.type === 'turn') {
+    const t = message.turn.timings;
+    if (t.firstPacketOutAt === null) return;
+    win.answered++;
+    if (message.turn.interrupted) win.interrupted++;
+    win.answerDelayMs.push(t.firstPacketOutAt - t.speechEndAt);
+    if (t.sttFinalAt != null) win.sttFinalMs.push(t.sttFinalAt - t.endOfTurnAt);
+  }
+}
+
 function windowReport(): WindowReport {
   // Utterances of the window still without their echo well after it should have ended count as missed.
   const now = performance.now();
-  for (const sim of all) win.echoesMissed += sim.echoes.takeOverdue(now, loop.echoMs + ECHO_OVERDUE_MS);
+  if (matchEchoes) for (const sim of all) win.echoesMissed += sim.echoes.takeOverdue(now, loop.echoMs + ECHO_OVERDUE_MS);
   return {
     ...win,
     timerLagP50Ms: timerLag.percentile(0.5) ?? 0,

@@ -3,6 +3,8 @@
 
 export interface StepResult {
   sessions: number;
+  /** The load (bench/step.ts LoadProfile): "echo" (echo mode), or the pipeline steps "talking", "silent", "baseline", "answering" (bench/pipeline.ts). */
+  load: string;
   /** The server echoed utterances (BENCH_ECHO unset or 1); without echo there is no round trip to measure. */
   echo: boolean;
   /** Clients that reached "listening" (the figures are per these). */
@@ -61,6 +63,8 @@ export interface StepResult {
     cpuPercentOfCore: number;
     keptPace: boolean;
   };
+  /** Agent-mode rows: what the listening pipeline and the answers did over the window; null for echo rows. */
+  conversation: ConversationFigures | null;
   machineBusyPercent: number;
   /** CPU used by processes other than the server, the load generators and the runner over the window. */
   otherCpuPercentOfCore: number;
@@ -69,6 +73,23 @@ export interface StepResult {
   contended: boolean;
   attempt: number;
   checks: CheckResult[];
+}
+
+export interface ConversationFigures {
+  /** Utterances the clients finished sending in the window. */
+  utterancesSent: number;
+  /** Turns the server's listening pipeline ended (`speech end_of_turn` messages) in the window. */
+  turnsHeard: number;
+  /** Turns answered with audio, and how many of those the user talked over (barge-in). */
+  answered: number;
+  interrupted: number;
+  /** Server timings: end of the user's speech -> first answer packet sent. */
+  answerDelayP50Ms: number | null;
+  answerDelayP95Ms: number | null;
+  /** Server timings: end of turn -> final transcript. */
+  sttFinalP95Ms: number | null;
+  /** `error` messages the clients received, by code. */
+  errors: Record<string, number>;
 }
 
 export interface Target {
@@ -131,7 +152,7 @@ export const DEFINITIONS: Record<string, string> = {
 /** Above this the box is saturated: the server and the load generator wait for CPU, not for work. */
 export const SATURATED_PERCENT = 90;
 
-const fmt = (v: number | null | undefined, digits = 1): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+export const fmt = (v: number | null | undefined, digits = 1): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
 
 export function formatTable(rows: StepResult[], workerCount: number): string {
   const threads = ['main', ...Array.from({ length: workerCount }, (_, i) => `w${i}`)];
@@ -175,7 +196,7 @@ export function formatChecks(rows: StepResult[]): string {
   return alignColumns([header, ...lines]);
 }
 
-function alignColumns(rows: string[][]): string {
+export function alignColumns(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   const render = (r: string[]): string => r.map((cell, i) => cell.padStart(i === 0 ? 0 : widths[i]!).padEnd(i === 0 ? widths[i]! : 0)).join(' | ');
   const [head, ...body] = rows;

@@ -12,6 +12,7 @@
 //   BENCH_MIN_SILENCE_MS=1500      silence after each utterance (lengthened so the echo fits, see speech-loop.ts)
 //   BENCH_QUIET_WAIT_S=90          before each step, wait up to this long for other processes on the box to go quiet
 //   BENCH_CONTENTION_RETRIES=1     repeat a step whose window other processes disturbed (> 30% of a core)
+//   BENCH_PIPELINE*                the listening-pipeline steps that follow (stt_tts mode): bench/pipeline.ts
 // Any other variable (MEDIA_WORKERS, ECHO_END_SILENCE_MS, JITTER_*) is passed on to the server.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -23,6 +24,9 @@ import { DEFINITIONS, formatChecks, formatTable, TARGETS, type StepResult } from
 import { BenchAbort, killAllChildren, sleep } from './children.ts';
 import { ServerUnderTest } from './server-under-test.ts';
 import { runStep, SETUP_LIMIT_MS, type StepOptions } from './step.ts';
+import { maxPipelineSteps, newPipelineResult, readPipelineOptions, runAnsweringStep, runListeningSteps, type PipelineResult } from './pipeline.ts';
+import { formatPipelineChecks, formatPipelineTable, formatSearch, pipelineChecks, PIPELINE_DEFINITIONS } from './pipeline-report.ts';
+import { SttStub } from './stt-stub.ts';
 
 const IDLE_RSS_MIN_WAIT_MS = 5000;
 const WARM_UP_SESSIONS = 4;
@@ -99,19 +103,31 @@ function writeResults(report: object): string {
 
 async function main(): Promise<number> {
   const options = readOptions(process.env);
+  const pipeline = readPipelineOptions(process.env, options.quick);
+  const echoSteps = pipeline.run === 'only' ? [] : options.sessions;
   // Every wait inside a step is bounded; this only catches what slips through (a hung child, say).
   const perStepLimitS = (options.quietWaitS + 60 + SETUP_LIMIT_MS / 1000 + options.settleS + options.durationS + 150) * (1 + options.contentionRetries);
   const watchdog = setTimeout(() => {
     process.stderr.write('bench: overall time limit exceeded; killing everything\n');
     killAllChildren();
     process.exit(2);
-  }, (WARM_UP_LIMIT_S + options.sessions.length * perStepLimitS) * 1000);
+  }, (WARM_UP_LIMIT_S + (echoSteps.length + maxPipelineSteps(pipeline)) * perStepLimitS) * 1000);
   watchdog.unref();
 
-  log(`bench: sessions ${options.sessions.join(', ')}; ${options.durationS} s window; ${options.loadProcs} load processes; ` +
+  log(`bench: sessions ${echoSteps.join(', ') || 'none'}; ${options.durationS} s window; ${options.loadProcs} load processes; ` +
     `joins ${options.joinRatePerS}/s; echo ${options.echo ? 'on' : 'off (receive pipeline only)'}; ${availableParallelism()} cores`);
-  const server = await ServerUnderTest.start({ maxSessions: Math.max(...options.sessions) + 100, echo: options.echo });
+  if (pipeline.run !== 'off') {
+    log(`then the listening pipeline (stt_tts): ${pipeline.sessions} talking, silent and baseline sessions; search from ${pipeline.sessions} over ` +
+      `${pipeline.search.join(', ')} (at most ${pipeline.maxSearchSteps} more); ` +
+      `${pipeline.durationS} s windows; answering step ${pipeline.answerSessions || 'skipped'}; within ${pipeline.limitS} s`);
+  }
+  // The agent steps' turns end at a loopback STT stub (bench/pipeline.ts says why); echo sessions never use it.
+  const stub = pipeline.run !== 'off' ? await SttStub.start() : null;
+  const largest = Math.max(...options.sessions, ...(pipeline.run !== 'off' ? [pipeline.sessions, ...pipeline.search] : []));
+  const server = await ServerUnderTest.start({ maxSessions: largest + 100, echo: options.echo, env: stub?.serverEnv() });
   const rows: StepResult[] = [];
+  let pipelineResult: PipelineResult | null = null;
+  let pipelineDeadline = 0;
   let abort: string | null = null;
   let rssIdleBytes = 0;
   const loop = buildSpeechLoop(server.echo, options.minSilenceMs);
@@ -124,7 +140,7 @@ async function main(): Promise<number> {
     log(`server pid ${server.pid}, port ${server.port}, ${server.mediaWorkers} media workers, idle RSS ${(rssIdleBytes / MB).toFixed(1)} MB`);
     log(`client audio: ${loop.speechFrames * 20} ms speech (last loud frame ${loop.speechEndFrame}) + ${loop.silenceMs} ms silence, looped; ` +
       `echo ${Math.round(loop.echoMs)} ms per utterance; endpointing silence ${server.echo.endSilenceMs} ms`);
-    for (const n of options.sessions) {
+    for (const n of echoSteps) {
       log(`step: ${n} sessions`);
       let row = await runStep(server, n, options, rssIdleBytes, log);
       for (let retry = 1; row.contended && retry <= options.contentionRetries; retry++) {
@@ -145,6 +161,16 @@ async function main(): Promise<number> {
           `${row.loadGenerator.framesSkipped} frames skipped): figures at this step are limited by the client side`);
       }
     }
+    if (pipeline.run !== 'off') {
+      pipelineDeadline = performance.now() + pipeline.limitS * 1000;
+      pipelineResult = newPipelineResult(pipeline);
+      // The echo steps leave a bigger heap behind: a fresh baseline for RSS per session.
+      const rssIdle = echoSteps.length === 0 ? rssIdleBytes : await idleRss(server, options.quick ? 5000 : 10_000, options.quick ? 15_000 : 30_000);
+      log(`\nlistening pipeline: idle RSS ${(rssIdle / MB).toFixed(1)} MB; talking clients: ${pipelineResult.talkingLoop.speechMs} ms speech + ${pipelineResult.talkingLoop.silenceMs} ms silence, ` +
+        `each holds a Silero instance ~${(pipelineResult.talkingLoop.sileroLeaseShare * 100).toFixed(0)}% of the time and Silero runs on ~${(pipelineResult.talkingLoop.sileroFrameShare * 100).toFixed(0)}% of its frames (est.); ` +
+        `turns end at the STT stub (${stub!.baseUrl})`);
+      await runListeningSteps(server, options, pipeline, stub!, pipelineResult, rssIdle, pipelineDeadline, log);
+    }
   } catch (error) {
     if (!(error instanceof BenchAbort)) throw error;
     abort = error.message;
@@ -153,6 +179,21 @@ async function main(): Promise<number> {
     await server.stop();
     killAllChildren();
   }
+  if (pipelineResult && !abort) {
+    // On a server of its own, after the first one is gone: they would share the two cores.
+    try {
+      await runAnsweringStep(options, pipeline, pipelineResult, pipelineDeadline, log);
+    } catch (error) {
+      if (!(error instanceof BenchAbort)) throw error;
+      pipelineResult.answeringNote = `aborted: ${error.message}`;
+      log(`  answering step ABORTED: ${error.message}`);
+    } finally {
+      killAllChildren();
+    }
+  } else if (pipelineResult) {
+    pipelineResult.answeringNote = 'not run: the benchmark was aborted';
+  }
+  await stub?.close();
 
   const report = {
     startedAt: new Date().toISOString(),
@@ -164,6 +205,11 @@ async function main(): Promise<number> {
     targets: TARGETS.map(({ value: _value, ...t }) => ({ ...t, appliesUpTo: Number.isFinite(t.appliesUpTo) ? t.appliesUpTo : null })),
     definitions: DEFINITIONS,
     rows,
+    pipeline: pipelineResult && {
+      ...pipelineResult,
+      targets: pipelineChecks(pipelineResult),
+      definitions: PIPELINE_DEFINITIONS,
+    },
   };
   const file = writeResults(report);
 
@@ -185,6 +231,19 @@ async function main(): Promise<number> {
     }
     log('\nDefinitions');
     for (const [name, text] of Object.entries(DEFINITIONS)) log(`  ${name}: ${text}`);
+  }
+  if (pipelineResult && (pipelineResult.rows.length > 0 || pipelineResult.answering)) {
+    log('\nListening pipeline (stt_tts, VAD gating). talking/silent: turns end at a loopback STT stub and are not answered, so the figures are the pipeline\'s;\n' +
+      '  baseline: the silent clients in echo mode (the foundation); answering: local STT -> rule agent -> flite TTS on a server of its own, for comparison');
+    log(formatPipelineTable(pipelineResult, server.mediaWorkers));
+    log('  "*": lag p99 above 20 ms. "!": the load generator fell behind, the box was saturated, or other processes disturbed the window (as for the echo table).\n' +
+      '  energy-only VAD (est.): share of the frames that want Silero judged by energy alone because the worker\'s pool is full.');
+    log(`\nTargets (issue: listening pipeline under load)\n${formatPipelineChecks(pipelineResult)}`);
+    log(formatSearch(pipelineResult));
+    log(`  STT stub answered ${pipelineResult.sttStub.requests} turn uploads (${(pipelineResult.sttStub.uploadBytes / MB).toFixed(1)} MB)` +
+      `${pipelineResult.answeringNote ? `; answering step: ${pipelineResult.answeringNote}` : ''}`);
+    log('\nDefinitions (pipeline)');
+    for (const [name, text] of Object.entries(PIPELINE_DEFINITIONS)) log(`  ${name}: ${text}`);
   }
   log(`\nresults: ${file}`);
   clearTimeout(watchdog);

@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { BenchAbort, forkChild, nextMessage, waitExit } from './children.ts';
 import type { EchoSettings } from './speech-loop.ts';
 import type { ServerCommand, ServerReport, ServerSnapshot } from './ipc.ts';
+import { TEST_AUTH_ENV } from '../tests/helpers/auth.ts';
 
 export class ServerUnderTest {
   readonly child: ChildProcess;
@@ -21,7 +22,8 @@ export class ServerUnderTest {
     this.echo = ready.echo;
   }
 
-  static async start(options: { maxSessions: number; echo: boolean }): Promise<ServerUnderTest> {
+  /** `env`: settings on top of the benchmark's (e.g. the agent steps' providers); they win. */
+  static async start(options: { maxSessions: number; echo: boolean; env?: NodeJS.ProcessEnv }): Promise<ServerUnderTest> {
     const child = forkChild('./server-process.ts', {
       ...process.env,
       HOST: '127.0.0.1',
@@ -29,8 +31,12 @@ export class ServerUnderTest {
       LOG_LEVEL: 'silent',
       RTC_HOST_ADDRESSES: '127.0.0.1',
       MAX_SESSIONS: String(options.maxSessions),
+      VOICE_DEFAULT_MODE: 'echo',
+      // The load clients (TestClient) mint their access tokens with the test secret.
+      ...TEST_AUTH_ENV,
       // The echo answers only utterances with at least this much voiced speech; the loop has ~2.3 s.
       ...(options.echo ? {} : { ECHO_MIN_SPEECH_MS: '5000' }),
+      ...options.env,
     });
     const ready = await nextMessage<ServerReport>(child, (m) => m.ev === 'ready' || m.ev === 'error', 60_000, 'server start');
     if (ready.ev !== 'ready') throw new BenchAbort(`server failed to start: ${ready.ev === 'error' ? ready.message : ''}`);

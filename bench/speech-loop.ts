@@ -1,8 +1,10 @@
 // The audio every simulated client sends: the speech fixture as 20 ms Opus frames, then silence,
 // looped. The plan also says, per frame, where the server's endpointing will fire, found by running
-// the server's own SpeechDetector over the same decoded audio the server will decode.
-import { speechPackets, decodePackets } from '../tests/helpers/audio.ts';
+// the server's own SpeechDetector over the same decoded audio the server will decode. For the agent
+// (listening-pipeline) steps: the same speech with a shorter silence ("talking"), or room noise ("silent").
+import { speechPackets, decodePackets, encodePackets } from '../tests/helpers/audio.ts';
 import { SpeechDetector } from '../media/speech-detector.ts';
+import type { LoadAudio } from './ipc.ts';
 
 export const FRAME_MS = 20;
 const FRAME_SAMPLES = 320; // 20 ms at 16 kHz
@@ -52,6 +54,48 @@ export function buildSpeechLoop(echo: EchoSettings, minSilenceMs = 1500): Speech
     endpointFrame: loop.endpointFrame,
     echoMs: loop.echoMs,
   };
+}
+
+/**
+ * Agent modes: the speech fixture, then `silenceMs` of silence, looped. No echo to wait for, so the
+ * silence only has to end the turn; `speechEndFrame` is the fixture's last frame (counts utterances).
+ */
+export function buildTalkLoop(silenceMs: number): SpeechLoop {
+  const speechFrames = speechPackets(0).packets.length;
+  const silence = Math.ceil(silenceMs / FRAME_MS) * FRAME_MS;
+  return { packets: speechPackets(silence).packets, speechFrames, silenceMs: silence, speechEndFrame: speechFrames - 1, endpointFrame: -1, echoMs: 0 };
+}
+
+/** Level of the silent clients' room noise: under the VAD gate's -55 dBFS floor, as a quiet room is. */
+export const ROOM_NOISE_DBFS = -60;
+const SILENT_LOOP_FRAMES = 250;
+
+/**
+ * Quiet white noise at ROOM_NOISE_DBFS (not digital zero: a real microphone has a noise floor, and
+ * Opus works on it like on any audio), 5 s, looped. Deterministic.
+ */
+export function buildSilentLoop(): SpeechLoop {
+  const pcm = new Int16Array(SILENT_LOOP_FRAMES * FRAME_SAMPLES);
+  // Uniform noise in [-a, a] has RMS a/sqrt(3).
+  const amplitude = 32768 * 10 ** (ROOM_NOISE_DBFS / 20) * Math.sqrt(3);
+  let seed = 0x2545f491;
+  for (let i = 0; i < pcm.length; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    pcm[i] = Math.round(((seed / 2 ** 32) * 2 - 1) * amplitude);
+  }
+  return { packets: encodePackets(pcm), speechFrames: 0, silenceMs: SILENT_LOOP_FRAMES * FRAME_MS, speechEndFrame: -1, endpointFrame: -1, echoMs: 0 };
+}
+
+/** The loop a load client sends for `audio`. */
+export function buildLoadLoop(audio: LoadAudio, echo: EchoSettings, minSilenceMs: number): SpeechLoop {
+  switch (audio.kind) {
+    case 'echo-speech':
+      return buildSpeechLoop(echo, minSilenceMs);
+    case 'talking':
+      return buildTalkLoop(audio.silenceMs);
+    case 'silent':
+      return buildSilentLoop();
+  }
 }
 
 /** Frame index (relative to `from`) of the first end of an utterance at or after frame `from`. */

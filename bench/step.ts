@@ -6,9 +6,9 @@ import { LatencyHistogram } from '../media/latency-histogram.ts';
 import { BenchAbort, sleep } from './children.ts';
 import { LoadFleet } from './load-fleet.ts';
 import { machineBusyPercent, machineCpu, processCpuMs, processCpuSplitMs, processRssBytes, udpCounters, type MachineCpu, type UdpCounters } from './proc-stats.ts';
-import { checkRow, percentile, type StepResult } from './report.ts';
+import { checkRow, percentile, type ConversationFigures, type StepResult } from './report.ts';
 import type { ServerUnderTest } from './server-under-test.ts';
-import type { FinalReport, ServerSnapshot, SetupReport, WindowReport } from './ipc.ts';
+import type { FinalReport, LoadAudio, ServerSnapshot, SetupReport, WindowReport } from './ipc.ts';
 
 export const SETUP_LIMIT_MS = 90_000;
 const CLIENT_SETUP_TIMEOUT_MS = 30_000;
@@ -32,6 +32,17 @@ export interface StepOptions {
 
 type Log = (line: string) => void;
 
+/** Who the step's clients are: the mode they join in and what they send. */
+export interface LoadProfile {
+  /** Names the row in the report: "echo", "talking", "silent", "baseline", "answering". */
+  label: string;
+  mode: 'echo' | 'stt_tts' | null;
+  audio: LoadAudio;
+}
+
+/** The load steps of `npm run bench`: the server's default mode (echo there) and the echo speech loop. */
+export const ECHO_PROFILE: LoadProfile = { label: 'echo', mode: null, audio: { kind: 'echo-speech' } };
+
 /** What the runner itself observed over the steady window. */
 interface WindowMeasurement {
   atStart: ServerSnapshot;
@@ -46,7 +57,7 @@ interface WindowMeasurement {
   reports: WindowReport[];
 }
 
-export async function runStep(server: ServerUnderTest, n: number, options: StepOptions, rssIdleBytes: number, log: Log): Promise<StepResult> {
+export async function runStep(server: ServerUnderTest, n: number, options: StepOptions, rssIdleBytes: number, log: Log, profile: LoadProfile = ECHO_PROFILE): Promise<StepResult> {
   const quietBefore = await waitForQuietBox(server, options.quietWaitS, log);
   const stepStart = performance.now();
   const before = await server.stats(false);
@@ -54,6 +65,8 @@ export async function runStep(server: ServerUnderTest, n: number, options: StepO
   const udpBefore = udpCounters();
   const fleet = new LoadFleet(Math.min(options.loadProcs, n), n, {
     wsUrl: server.wsUrl,
+    mode: profile.mode,
+    audio: profile.audio,
     joinRatePerS: options.joinRatePerS,
     echo: server.echo,
     minSilenceMs: options.minSilenceMs,
@@ -87,7 +100,7 @@ export async function runStep(server: ServerUnderTest, n: number, options: StepO
     await fleet.waitExit(30_000);
     const after = await waitForNoSessions(server);
     const udp: [UdpCounters, UdpCounters] = [udpBefore, udpCounters()];
-    const row = composeRow(n, options, measured, setups, finals, [before, after], udp, rssIdleBytes, fleet.size);
+    const row = composeRow(n, options, profile, measured, setups, finals, [before, after], udp, rssIdleBytes, fleet.size);
     row.otherCpuBeforeStepPercentOfCore = quietBefore;
     return row;
   } finally {
@@ -138,6 +151,7 @@ async function measureWindow(server: ServerUnderTest, fleet: LoadFleet, duration
 function composeRow(
   n: number,
   options: StepOptions,
+  profile: LoadProfile,
   m: WindowMeasurement,
   setups: SetupReport[],
   finals: FinalReport[],
@@ -168,9 +182,11 @@ function composeRow(
   const rtt = all((w) => w.echoRttMs);
   const timerLagP99Ms = Math.max(...m.reports.map((w) => w.timerLagP99Ms));
   const framesSkipped = sum((w) => w.framesSkipped);
+  const echoLoad = profile.audio.kind === 'echo-speech';
   const row: StepResult = {
     sessions: n,
-    echo: options.echo,
+    load: profile.label,
+    echo: echoLoad && options.echo,
     connected: sessions,
     setupFailures: failures.length,
     setupFailureSamples: failures.slice(0, 5),
@@ -223,6 +239,7 @@ function composeRow(
       cpuPercentOfCore: percentOfCore(m.loadCpuMs),
       keptPace: timerLagP99Ms <= 10 && framesSkipped === 0,
     },
+    conversation: echoLoad ? null : conversationFigures(m.reports),
     machineBusyPercent: machineBusyPercent(m.machine[0], m.machine[1]),
     otherCpuPercentOfCore: percentOfCore(m.otherCpuMs),
     otherCpuBeforeStepPercentOfCore: 0,
@@ -232,6 +249,22 @@ function composeRow(
   };
   row.checks = checkRow(row);
   return row;
+}
+
+function conversationFigures(reports: WindowReport[]): ConversationFigures {
+  const errors: Record<string, number> = {};
+  for (const r of reports) for (const [code, count] of Object.entries(r.errors)) errors[code] = (errors[code] ?? 0) + count;
+  const delays = reports.flatMap((r) => r.answerDelayMs);
+  return {
+    utterancesSent: reports.reduce((s, r) => s + r.utterancesEnded, 0),
+    turnsHeard: reports.reduce((s, r) => s + r.turnsHeard, 0),
+    answered: reports.reduce((s, r) => s + r.answered, 0),
+    interrupted: reports.reduce((s, r) => s + r.interrupted, 0),
+    answerDelayP50Ms: percentile(delays, 0.5),
+    answerDelayP95Ms: percentile(delays, 0.95),
+    sttFinalP95Ms: percentile(reports.flatMap((r) => r.sttFinalMs), 0.95),
+    errors,
+  };
 }
 
 function totals(workers: WorkerStats[]): PacketTotals {

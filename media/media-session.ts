@@ -1,6 +1,8 @@
-// One session's media inside a worker: the peer, the jitter buffer, the decoder, the echo
-// conversation (speech endpointing, then playback of the utterance), media-loss detection and
-// outbound quality adaptation. The peer can be replaced (full rejoin) without losing the session.
+// One session's media inside a worker: the peer, the jitter buffer, the decoder, the listening side
+// of the conversation (echo: energy endpointing; agent modes: the listening pipeline), the outbound
+// speech playout, media-loss detection and outbound quality adaptation. The peer can be replaced
+// (full rejoin) without losing the session. What to answer is decided outside media/: a
+// conversation listens to `listen` events and fills `playout`.
 import { Peer, type PeerOptions, type InboundRtp, type IceCandidateInit, type PeerConnectionState } from './peer.ts';
 import { JitterBuffer, type JitterOutput } from './jitter-buffer.ts';
 import { OpusFrameDecoder, OpusFrameEncoder } from './opus-codec.ts';
@@ -8,10 +10,19 @@ import { SpeechDetector } from './speech-detector.ts';
 import { OutboundQuality, type QualitySnapshot } from './outbound-quality.ts';
 import { TypedEmitter } from './typed-emitter.ts';
 import type { LatencyHistogram } from './latency-histogram.ts';
+import { SpeechPlayout, heardPart, type PlayoutResult } from './speech-playout.ts';
+import { CaptureClock } from './capture-clock.ts';
+import type { ListeningPipeline, ListenEvent } from './listening-pipeline.ts';
+import { levelDb } from './active-speaker.ts';
+import type { OutboundTrack } from './forwarder.ts';
+
+export type MediaMode = 'echo' | 'stt_tts' | 's2s';
 
 export interface MediaSessionOptions {
-  mode: 'echo';
+  mode: MediaMode;
   echo: { endSilenceMs: number; minSpeechMs: number; maxUtteranceMs: number };
+  /** Agent modes (the rest of the agent's settings are the worker's, from the server config). */
+  voice: { language: string };
   jitterBuffer: { minDelayMs: number; maxDelayMs: number };
   /** No inbound RTP for this long (while connected and not muted) means the media path died. */
   mediaTimeoutMs: number;
@@ -27,11 +38,26 @@ export type MediaSessionEvents = {
   connection: [state: PeerConnectionState];
   speechstart: [at: number];
   utterance: [info: { speechStartAt: number; speechEndAt: number; endOfTurnAt: number; audioMs: number; accepted: boolean }];
-  /** heardMs: answer audio the client can be assumed to have received (see #stopPlayback). */
-  response: [info: { phase: 'start' | 'end'; at: number; audioMs: number; heardMs: number; interrupted: boolean }];
+  /**
+   * heardMs: answer audio the client can be assumed to have received (see #stopPlayback);
+   * `playout` (on end) says what was played of the answer's text.
+   */
+  response: [info: { phase: 'start' | 'end'; at: number; audioMs: number; heardMs: number; interrupted: boolean; playout?: PlayoutResult }];
+  /** Agent modes: what the listening pipeline heard (see media/listening-pipeline.ts). */
+  listen: [event: ListenEvent, at: number];
   /** The media path died (no RTP for mediaTimeoutMs) or came back. */
   media: [info: { state: 'lost' | 'restored'; at: number; silentMs: number }];
   quality: [report: QualityReport];
+  /** Rooms: every inbound packet as it arrives (before the jitter buffer), for forwarding. */
+  rtp: [packet: InboundRtp];
+  /** Rooms: the level of each decoded 20 ms frame (dBFS), for the active speaker. */
+  level: [db: number];
+  /** Rooms: each encoded frame of the agent's answer as sent, so other participants hear it too. */
+  outbound: [payload: Uint8Array, timestamp: number, marker: boolean];
+  /** Rooms: a server offer (outbound tracks changed) for the client. */
+  offer: [sdp: string];
+  /** The peer was replaced (resume with new media): its outbound tracks are gone. */
+  peerreplaced: [];
 };
 
 const SAMPLE_RATE = 16000;
@@ -50,6 +76,10 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   #peer: Peer;
   readonly jitterBuffer: JitterBuffer;
   readonly #options: MediaSessionOptions;
+
+  get options(): MediaSessionOptions {
+    return this.#options;
+  }
   readonly #peerOptions: PeerOptions;
   #decoder: OpusFrameDecoder | null;
   #encoder: OpusFrameEncoder | null = null;
@@ -67,15 +97,19 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   #mediaLost = false;
   #muted = false;
 
-  // Echo playback state.
-  #playback: Int16Array | null = null;
-  #playbackOffset = 0;
+  /** The answer being played; the pacer pulls 20 ms frames from it. */
+  readonly playout = new SpeechPlayout();
+  #listening: ListeningPipeline | null = null;
+  #playbackStarted = false;
+  readonly #captureClock = new CaptureClock();
+  #pausedSending = false;
   #playbackStartedAt = 0;
-  readonly #playbackFrame = new Int16Array(FRAME_SAMPLES);
   #rtpTimestamp = Math.floor(Math.random() * 0xffffffff);
   #lastSentAt = 0;
   #speechStartWall = 0;
   #closed = false;
+  /** Whether this session's participant is the one the agent (or the echo) listens to. */
+  #agent = true;
 
   constructor(id: string, options: MediaSessionOptions, peerOptions: PeerOptions, clock: MediaClock, latency: LatencyHistogram) {
     super();
@@ -113,6 +147,33 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     this.#lastRtpAt = 0;
     this.jitterBuffer.reset();
     await old.close();
+    this.safeEmit('peerreplaced');
+  }
+
+  /** Rooms: only the designated participant's session runs the agent; the others only forward. */
+  setAgent(agent: boolean): void {
+    this.#agent = agent;
+  }
+
+  get agent(): boolean {
+    return this.#agent;
+  }
+
+  /** Rooms: a send-only track on this client's connection for another participant's audio. */
+  addOutboundTrack(participantId: string): OutboundTrack {
+    return this.#peer.addOutboundTrack(participantId);
+  }
+
+  /** Rooms: the agent's answer, hosted by another participant's session, on this client's main track. */
+  sendAgentAudio(payload: Uint8Array, timestamp: number, marker: boolean): void {
+    if (!this.#closed) this.#peer.sendAudio(payload, timestamp, marker);
+  }
+
+  /** Sends our offer again if it is still unanswered (lost with a socket), else offers if tracks changed. */
+  renegotiate(): void {
+    const pending = this.#peer.pendingOffer;
+    if (pending) this.safeEmit('offer', pending);
+    else this.#renegotiate(this.#peer);
   }
 
   setMuted(muted: boolean): void {
@@ -128,7 +189,22 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   }
 
   get responding(): boolean {
-    return this.#playback !== null;
+    return this.playout.active;
+  }
+
+  /** Agent modes: frames go through this pipeline and come out as `listen` events. */
+  setListening(pipeline: ListeningPipeline): void {
+    this.#listening = pipeline;
+  }
+
+  /** The running transcript of the user's turn (steers the turn detector's mid-phrase wait). */
+  hintTranscript(text: string): void {
+    this.#listening?.setPartialTranscript(text);
+  }
+
+  /** Barge-in or cancellation: stops the answer now (the next pacer tick sends nothing). */
+  interruptResponse(): void {
+    this.#stopPlayback(true, false);
   }
 
   /** Periodic tick: releases due frames from the jitter buffer and watches for a dead media path. */
@@ -142,41 +218,44 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
 
   /** Pacer tick: sends the next 20 ms of the answer, if any. */
   sendNextFrame(): void {
-    const playback = this.#playback;
-    if (!playback || this.#closed) return;
-    const first = this.#playbackOffset === 0;
-    const remaining = playback.length - this.#playbackOffset;
-    const frame = this.#playbackFrame;
-    if (remaining >= FRAME_SAMPLES) {
-      frame.set(playback.subarray(this.#playbackOffset, this.#playbackOffset + FRAME_SAMPLES));
-    } else {
-      frame.fill(0);
-      frame.set(playback.subarray(this.#playbackOffset));
-    }
-    this.#playbackOffset += FRAME_SAMPLES;
-    const packet = this.#encoderFor().encode(frame);
+    if (!this.playout.active || this.#closed) return;
     const now = this.#clock.now();
-    // A new talkspurt advances the RTP clock by the real pause, so the receiver's timing stays true.
-    if (first && this.#lastSentAt > 0) {
-      const gapTicks = Math.max(RTP_TICKS_PER_FRAME, Math.round((now - this.#lastSentAt) * 48));
-      this.#rtpTimestamp = (this.#rtpTimestamp + gapTicks) >>> 0;
-    } else if (!first) {
+    const frame = this.playout.nextFrame();
+    this.#listening?.sent(frame, now);
+    if (!frame) {
+      this.#pausedSending = true;
+      if (this.playout.drained) this.#stopPlayback(false, false);
+      return;
+    }
+    const first = !this.#playbackStarted;
+    const packet = this.#encoderFor().encode(frame);
+    // A new talkspurt (a new answer, or audio after an underrun between sentences) advances the RTP
+    // clock by the real pause, so the receiver's timing stays true; within one, by one frame.
+    const talkspurt = first || this.#pausedSending;
+    this.#pausedSending = false;
+    if (talkspurt && this.#lastSentAt > 0) {
+      const gapMs = now - this.#lastSentAt;
+      this.#rtpTimestamp = (this.#rtpTimestamp + Math.max(RTP_TICKS_PER_FRAME, Math.round(gapMs * 48))) >>> 0;
+    } else if (!talkspurt) {
       this.#rtpTimestamp = (this.#rtpTimestamp + RTP_TICKS_PER_FRAME) >>> 0;
     }
     this.#lastSentAt = now;
-    this.#peer.sendAudio(packet, this.#rtpTimestamp, first);
-    const audioMs = Math.round((playback.length / SAMPLE_RATE) * 1000);
+    this.#peer.sendAudio(packet, this.#rtpTimestamp, talkspurt);
+    this.safeEmit('outbound', packet, this.#rtpTimestamp, talkspurt);
     if (first) {
+      this.#playbackStarted = true;
       this.#playbackStartedAt = now;
-      this.safeEmit('response', { phase: 'start', at: this.#clock.wall(), audioMs, heardMs: 0, interrupted: false });
+      this.safeEmit('response', { phase: 'start', at: this.#clock.wall(), audioMs: this.playout.result().audioMs, heardMs: 0, interrupted: false });
     }
-    if (this.#playbackOffset >= playback.length) this.#stopPlayback(false);
+    if (this.playout.drained) this.#stopPlayback(false, false);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#playback = null;
+    this.playout.finish();
+    this.#listening?.close();
+    this.#listening = null;
     await this.#peer.close();
     this.#decoder?.free();
     this.#decoder = null;
@@ -189,6 +268,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     const peer = new Peer(this.#peerOptions);
     peer.on('rtp', (packet) => this.#onRtp(packet));
     peer.on('candidate', (candidate) => this.safeEmit('candidate', candidate));
+    peer.on('negotiationneeded', () => this.#renegotiate(peer));
     peer.on('connectionstatechange', (state) => {
       // The media-loss clock starts at connection, so a path that dies before its first packet is
       // detected too.
@@ -212,6 +292,15 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     return peer;
   }
 
+  #renegotiate(peer: Peer): void {
+    peer.renegotiate().then(
+      (sdp) => {
+        if (sdp && peer === this.#peer && !this.#closed) this.safeEmit('offer', sdp);
+      },
+      () => undefined, // a closed peer; a failed offer is retried at the next change
+    );
+  }
+
   #encoderFor(): OpusFrameEncoder {
     if (!this.#encoder) {
       const s = this.#quality.settings;
@@ -228,23 +317,27 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     // A user utterance cut by the drop is discarded (the rule in docs/protocol.md): half a sentence
     // is not a turn, and the user repeats it once the path is back.
     this.#detector.reset();
+    this.#listening?.reset();
     this.#frameFill = 0;
-    if (this.#playback) this.#stopPlayback(true);
+    if (this.playout.active) this.#stopPlayback(true, true);
     this.safeEmit('media', { state: 'lost', at: this.#clock.wall(), silentMs: Math.round(silentMs) });
   }
 
   // Ends playback. On a media loss, only the audio sent before the last packet we received from the
   // client counts as heard: after that moment we have no evidence the path still carried anything.
-  #stopPlayback(interrupted: boolean): void {
-    const playback = this.#playback;
-    if (!playback) return;
-    const audioMs = Math.round((playback.length / SAMPLE_RATE) * 1000);
-    const sentMs = Math.min(audioMs, Math.round((this.#playbackOffset / SAMPLE_RATE) * 1000));
-    const heardMs = interrupted ? Math.max(0, Math.min(sentMs, Math.round(this.#lastRtpAt - this.#playbackStartedAt))) : sentMs;
-    this.#playback = null;
-    this.#playbackOffset = 0;
+  #stopPlayback(interrupted: boolean, mediaLost: boolean): void {
+    if (!this.playout.active) return;
+    const playout = this.playout.finish();
+    const sentMs = playout.playedMs;
+    const heardMs = mediaLost
+      ? Math.max(0, Math.min(sentMs, Math.round(this.#lastRtpAt - this.#playbackStartedAt)))
+      : sentMs;
+    if (mediaLost && this.#playbackStarted) {
+      playout.heardText = heardPart(playout.text, heardMs, playout.audioMs);
+    }
+    this.#playbackStarted = false;
     this.#detector.reset();
-    this.safeEmit('response', { phase: 'end', at: this.#clock.wall(), audioMs, heardMs, interrupted });
+    this.safeEmit('response', { phase: 'end', at: this.#clock.wall(), audioMs: playout.audioMs, heardMs, interrupted, playout });
   }
 
   #onRtp(packet: InboundRtp): void {
@@ -256,10 +349,12 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       this.safeEmit('media', { state: 'restored', at: this.#clock.wall(), silentMs: Math.round(now - this.#lastRtpAt) });
     }
     this.#lastRtpAt = now;
+    this.safeEmit('rtp', packet);
     if (this.#ssrc !== packet.ssrc) {
       // A new source (client restarted its track or its peer): start the stream afresh.
       if (this.#ssrc !== null) this.jitterBuffer.reset();
       this.#ssrc = packet.ssrc;
+      this.#captureClock.reset();
     }
     const outputs = this.jitterBuffer.push(packet, now, this.#clearedOutputs());
     if (outputs.length > 0) this.#consume(outputs);
@@ -287,15 +382,16 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
         // A corrupt payload must not take the session (or the worker) down: conceal instead.
         samples = decoder.conceal(this.#decoded);
       }
-      this.#deliver(samples);
+      this.#deliver(samples, this.#captureClock.map(output.timestamp, output.kind === 'packet' ? output.arrivalMs : null, this.#clock.now()));
       if (output.kind === 'packet') {
         this.#latency.record(this.#clock.now() - output.arrivalMs - output.holdMs);
       }
     }
   }
 
-  // Re-slices decoded audio into 20 ms frames whatever the packet duration was.
-  #deliver(samples: number): void {
+  // Re-slices decoded audio into 20 ms frames whatever the packet duration was. `atMs`: when the
+  // first of these samples was captured, on the media clock (see CaptureClock).
+  #deliver(samples: number, atMs: number): void {
     let offset = 0;
     while (offset < samples) {
       const n = Math.min(FRAME_SAMPLES - this.#frameFill, samples - offset);
@@ -304,14 +400,21 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       offset += n;
       if (this.#frameFill === FRAME_SAMPLES) {
         this.#frameFill = 0;
-        this.#onFrame(this.#frame);
+        this.#onFrame(this.#frame, atMs + ((offset - FRAME_SAMPLES) * 1000) / SAMPLE_RATE);
       }
     }
   }
 
-  #onFrame(frame: Int16Array): void {
+  #onFrame(frame: Int16Array, capturedAtMs: number): void {
+    this.safeEmit('level', levelDb(frame));
+    if (!this.#agent) return;
+    const listening = this.#listening;
+    if (listening) {
+      for (const event of listening.push(frame, this.playout.active, capturedAtMs)) this.safeEmit('listen', event, this.#clock.wall());
+      return;
+    }
     // Echo mode is half-duplex: while the answer plays, the microphone is not listened to.
-    if (this.#playback) return;
+    if (this.playout.active) return;
     const event = this.#detector.push(frame);
     if (!event) return;
     const wall = this.#clock.wall();
@@ -326,8 +429,9 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     const accepted = event.kind === 'utterance';
     this.safeEmit('utterance', { speechStartAt: this.#speechStartWall, speechEndAt, endOfTurnAt: wall, audioMs, accepted });
     if (event.kind === 'utterance') {
-      this.#playback = event.audio;
-      this.#playbackOffset = 0;
+      this.playout.begin();
+      this.playout.push({ samples: event.audio, sampleRate: SAMPLE_RATE });
+      this.playout.end();
     }
   }
 }

@@ -1,5 +1,5 @@
-// The one file that imports werift. Everything else sees `Peer`: one audio transceiver, serialized
-// signaling, RTP in and out as plain values.
+// The one file that imports werift. Everything else sees `Peer`: one audio transceiver (the agent's),
+// outbound tracks for a room's other participants, serialized signaling, RTP as plain values.
 import {
   RTCPeerConnection,
   RTCRtpCodecParameters,
@@ -9,6 +9,9 @@ import {
 } from 'werift';
 import { TypedEmitter } from './typed-emitter.ts';
 import { SerialQueue } from './serial-queue.ts';
+import type { OutboundTrack } from './forwarder.ts';
+import type { RewrittenHeader } from './rtp-rewriter.ts';
+import { withoutRejectedFromBundle } from './bundle-group.ts';
 
 export interface PeerOptions {
   /** UDP ports for ICE sockets, inclusive. */
@@ -51,6 +54,8 @@ export type PeerEvents = {
   receiverreport: [report: ReceiverReport];
   connectionstatechange: [state: PeerConnectionState];
   rtp: [packet: InboundRtp];
+  /** Outbound tracks were added or removed: a server offer is due (see renegotiate()). */
+  negotiationneeded: [];
   '@close': [];
 };
 
@@ -70,6 +75,17 @@ export class GlareError extends Error {
 export const OPUS_PAYLOAD_TYPE = 111;
 const OPUS_CLOCK_RATE = 48000;
 
+type TrackDirection = 'sendonly' | 'inactive';
+
+/** An outbound (forwarding) track and where its negotiation stands. */
+interface OutboundState {
+  transceiver: RTCRtpTransceiver | null;
+  wanted: TrackDirection;
+  /** In our outstanding offer; in the last answered one. */
+  offered: TrackDirection | null;
+  negotiated: TrackDirection | null;
+}
+
 // werift keeps the smoothed RTT private; read it without widening the wrapper's surface.
 function rttMs(sender: object): number | null {
   const rtt = (sender as { rtt?: number }).rtt;
@@ -83,6 +99,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
   readonly #announcedAddress: string | null;
   #closed = false;
   #sequenceNumber = 0;
+  readonly #outbound = new Set<OutboundState>();
 
   constructor(options: PeerOptions) {
     super();
@@ -94,6 +111,8 @@ export class Peer extends TypedEmitter<PeerEvents> {
       // With explicit addresses, gather on exactly those (werift adds "additional" addresses to the
       // interface list; turning interface discovery off leaves only ours).
       iceUseIpv4: !explicitAddresses,
+      // Tracks added before the first negotiation share the one transport (no extra ICE agent).
+      bundlePolicy: 'max-bundle',
       iceUseIpv6: false,
       // "auto" adds loopback for local clients, unless an announced address says clients come from
       // elsewhere (in a container, a loopback candidate would only cost a second port per session).
@@ -128,7 +147,9 @@ export class Peer extends TypedEmitter<PeerEvents> {
       });
     });
     this.#pc.connectionStateChange.subscribe((state) => {
-      if (!this.#closed) this.safeEmit('connectionstatechange', state);
+      if (this.#closed) return;
+      this.safeEmit('connectionstatechange', state);
+      if (state === 'connected') this.#checkNegotiation();
     });
     const sender = this.#transceiver.sender;
     sender.onRtcp.subscribe((packet) => {
@@ -178,6 +199,9 @@ export class Peer extends TypedEmitter<PeerEvents> {
         // client, being polite, rolls back and answers ours, then offers again if it still needs to.
         throw new GlareError('the server has an offer outstanding; answer it first');
       }
+      // One m-line is the client's own; any others must be ours (a room's forwarded tracks).
+      const negotiated = this.#pc.getTransceivers().filter((t) => t.mid !== null).length;
+      if ((sdp.match(/^m=/gm)?.length ?? 0) > Math.max(1, negotiated)) throw new Error('the offer has m-lines the server never offered');
       await this.#pc.setRemoteDescription({ type: 'offer', sdp });
       this.#disableDefaultStun();
       const answer = await this.#pc.createAnswer();
@@ -186,7 +210,9 @@ export class Peer extends TypedEmitter<PeerEvents> {
       // werift drops an address whose port cannot be bound and carries on: with none left the
       // session could never connect, so say so instead of answering.
       if (!/^a=candidate:/m.test(local)) throw new NoPortsError('no UDP port available for media; retry later or on another server');
-      return this.#announce(local);
+      // The answer cannot carry tracks the client's offer did not have: those need an offer of ours.
+      this.#checkNegotiation();
+      return this.#describe(local);
     });
   }
 
@@ -197,13 +223,76 @@ export class Peer extends TypedEmitter<PeerEvents> {
       // An offer of ours is still unanswered: send the same one again rather than a new one that
       // an answer to the first could be mistaken for.
       const pending = this.#pc.signalingState === 'have-local-offer' ? this.#pc.localDescription?.sdp : undefined;
-      if (pending) return this.#announce(pending);
+      if (pending) return this.#describe(pending);
       if (options.iceRestart) this.#pc.restartIce();
-      const offer = await this.#pc.createOffer();
-      this.#disableDefaultStun();
-      await this.#pc.setLocalDescription(offer);
-      return this.#announce(this.#pc.localDescription?.sdp ?? offer.sdp);
+      return this.#offer();
     });
+  }
+
+  /**
+   * A server offer that adds or removes outbound tracks, or null when none is needed or it is not
+   * the time: ours is outstanding (its answer checks again), or the connection is not up yet.
+   */
+  renegotiate(): Promise<string | null> {
+    return this.#signaling.run(async () => {
+      if (this.#closed || this.#pc.signalingState !== 'stable' || !this.#pc.remoteDescription) return null;
+      if (this.#pc.connectionState !== 'connected' || !this.needsNegotiation) return null;
+      return this.#offer();
+    });
+  }
+
+  get needsNegotiation(): boolean {
+    for (const t of this.#outbound) {
+      // A track closed before it was ever offered needs no offer of its own.
+      if (t.wanted !== t.negotiated && !(t.wanted === 'inactive' && t.negotiated === null)) return true;
+    }
+    return false;
+  }
+
+  /** Our offer still waiting for an answer, if any. */
+  get pendingOffer(): string | null {
+    const sdp = this.#pc.signalingState === 'have-local-offer' ? this.#pc.localDescription?.sdp : undefined;
+    return sdp ? this.#describe(sdp) : null;
+  }
+
+  /**
+   * A send-only audio track for another room participant; `streamId` becomes its msid stream id.
+   * Sends nothing until negotiated. close() makes the m-line inactive (port 0) at the next offer;
+   * it is never reused, since browsers stop a transceiver whose m-line has port 0.
+   */
+  addOutboundTrack(streamId: string): OutboundTrack {
+    this.#assertOpen();
+    const state: OutboundState = { transceiver: null, wanted: 'sendonly', offered: null, negotiated: null };
+    this.#outbound.add(state);
+    // Queued: werift matches a transceiver without a mid to any m-line of a description being applied.
+    void this.#signaling.run(async () => {
+      if (this.#closed || state.wanted === 'inactive') return void this.#outbound.delete(state);
+      const transceiver = this.#pc.addTransceiver('audio', { direction: 'sendonly' });
+      transceiver.sender.streamId = streamId;
+      this.#disableDefaultStun();
+      state.transceiver = transceiver;
+      this.#checkNegotiation();
+    });
+    return {
+      get mid() { return state.transceiver?.mid ?? null; },
+      send: (header: RewrittenHeader, payload: Uint8Array) => {
+        const sender = state.transceiver?.sender;
+        if (!sender || state.wanted !== 'sendonly' || this.#closed) return;
+        // A new packet per call: werift's sendRtp stamps its SSRC on it and keeps it for retransmission.
+        const rtp = new RtpHeader({ payloadType: OPUS_PAYLOAD_TYPE, sequenceNumber: header.sequenceNumber, timestamp: header.timestamp, marker: header.marker });
+        sender.sendRtp(new RtpPacket(rtp, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength))).catch(() => undefined);
+      },
+      close: () => {
+        if (state.wanted === 'inactive') return;
+        state.wanted = 'inactive';
+        void this.#signaling.run(async () => {
+          if (this.#closed || !state.transceiver) return;
+          state.transceiver.setDirection('inactive');
+          state.transceiver.sender.stop(); // ends its RTCP sender reports
+          this.#checkNegotiation();
+        });
+      },
+    };
   }
 
   acceptAnswer(sdp: string): Promise<void> {
@@ -213,6 +302,12 @@ export class Peer extends TypedEmitter<PeerEvents> {
         throw new InvalidStateError('no offer of ours is waiting for an answer');
       }
       await this.#pc.setRemoteDescription({ type: 'answer', sdp });
+      for (const t of this.#outbound) {
+        if (t.offered !== null) t.negotiated = t.offered;
+        t.offered = null;
+        if (t.negotiated === 'inactive') this.#outbound.delete(t); // done with: its m-line stays inactive
+      }
+      this.#checkNegotiation();
     });
   }
 
@@ -261,6 +356,24 @@ export class Peer extends TypedEmitter<PeerEvents> {
     await this.#pc.close().catch(() => undefined);
     this.safeEmit('@close');
     this.removeAllListeners();
+  }
+
+  // Every server offer (restart or renegotiation) carries the outbound tracks as they are now.
+  async #offer(): Promise<string> {
+    const offer = await this.#pc.createOffer();
+    this.#disableDefaultStun();
+    await this.#pc.setLocalDescription(offer);
+    for (const t of this.#outbound) if (t.transceiver) t.offered = t.wanted;
+    return this.#describe(this.#pc.localDescription?.sdp ?? offer.sdp);
+  }
+
+  #describe(sdp: string): string {
+    return withoutRejectedFromBundle(this.#announce(sdp));
+  }
+
+  // Tells the owner after the current signaling operation, so its offer queues behind this one.
+  #checkNegotiation(): void {
+    if (!this.#closed && this.needsNegotiation) queueMicrotask(() => this.safeEmit('negotiationneeded'));
   }
 
   #assertOpen(): void {

@@ -4,11 +4,13 @@
 # non-interactive; quick when everything is already there.
 #   libopus0  the server's Opus codec, loaded through koffi
 #   chromium  the browser that the e2e tests drive (/usr/bin/chromium)
+#   libpocketsphinx3 pocketsphinx-en-us  the local speech-to-text (loaded through koffi) and its
+#               US English model (/usr/share/pocketsphinx/model/en-us)
 #   prometheus  for promtool: the deploy test checks the Prometheus config and runs the alert-rule tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(libopus0 chromium prometheus)
+DEBIAN_PACKAGES=(libopus0 libpocketsphinx3 pocketsphinx-en-us chromium prometheus)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }

@@ -13,6 +13,9 @@ import { registerHealthRoutes } from './health-routes.ts';
 import { SessionTelemetry } from '../telemetry/session-telemetry.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { registerSignalingRoute, HARD_MAX_FRAME_BYTES } from '../signaling/ws-route.ts';
+import { AccessTokens, DEV_AUTH_SECRET } from '../signaling/auth.ts';
+import { registerDevTokenRoute } from '../signaling/dev-token-route.ts';
+import { registerHttpLimits } from '../signaling/http-limits.ts';
 import type { Config } from './config.ts';
 
 const CLIENT_DIST = fileURLToPath(new URL('../client/dist/', import.meta.url));
@@ -21,6 +24,8 @@ export interface VoiceServer {
   app: FastifyInstance;
   sessions: SessionManager;
   media: MediaPool;
+  /** Verifies (and, with a signing key, mints) this server's access tokens. */
+  tokens: AccessTokens;
   /**
    * Graceful drain: stop admitting, tell clients, let sessions end on their own until the deadline,
    * then close the rest. History is flushed to the store before it resolves.
@@ -37,8 +42,11 @@ export interface BuildOptions {
 export async function buildApp(config: Readonly<Config>, options: BuildOptions = {}): Promise<VoiceServer> {
   const app = Fastify({
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel },
-    bodyLimit: 64 * 1024,
+    bodyLimit: config.limits.httpBodyBytes,
   });
+  const tokens = new AccessTokens(config.auth);
+  announceDevMode(app, config);
+  await registerHttpLimits(app, config.limits);
   const media = new MediaPool(config);
   await media.start();
   const store: SessionStore = config.redisUrl
@@ -53,10 +61,12 @@ export async function buildApp(config: Readonly<Config>, options: BuildOptions =
   sessions.on('reconnect', (s, outcome) => app.log.info({ sessionId: s.id, ...outcome }, outcome.success ? 'session reconnected' : 'session gave up reconnecting'));
   sessions.on('medialost', (s, detectionMs) => app.log.info({ sessionId: s.id, detectionMs }, 'media path lost'));
   media.on('workerexit', (index, ids, reason) => app.log.error({ worker: index, sessions: ids.length, reason }, 'media worker died; restarted'));
+  media.on('providerfallback', (info) => app.log.warn({ provider: info }, `${info.kind} provider ${info.from} failed (${info.reason}); using ${info.to}`));
 
   await app.register(websocket, { options: { maxPayload: HARD_MAX_FRAME_BYTES } });
-  registerSignalingRoute(app, { config, sessions, media });
-  registerHistoryRoute(app, store);
+  registerSignalingRoute(app, { config, sessions, media, tokens });
+  registerHistoryRoute(app, store, tokens);
+  registerDevTokenRoute(app, tokens);
 
   const stopHealth = registerHealthRoutes(app, { config, sessions, media });
   const prometheus = options.prometheusHandler;
@@ -80,6 +90,7 @@ export async function buildApp(config: Readonly<Config>, options: BuildOptions =
     app,
     sessions,
     media,
+    tokens,
     async drain(deadlineMs = config.drainTimeoutMs) {
       sessions.startDrain(deadlineMs);
       app.log.info({ sessions: sessions.size, deadlineMs }, 'draining');
@@ -110,4 +121,17 @@ export async function buildApp(config: Readonly<Config>, options: BuildOptions =
     },
   };
   return server;
+}
+
+/** Development mode is said loudly, at warn level, every start: it must never go unnoticed. */
+function announceDevMode(app: FastifyInstance, config: Readonly<Config>): void {
+  const { devMode, jwtSecret, jwtPublicKey, jwtPrivateKey } = config.auth;
+  if (devMode === 'off') return;
+  const key = jwtSecret || jwtPublicKey || jwtPrivateKey ? 'the configured key' : `the fixed, public dev key "${DEV_AUTH_SECRET}"`;
+  const who = devMode === 'loopback' ? 'loopback clients only' : 'ANYONE who can reach this server';
+  app.log.warn(
+    { authDevMode: devMode },
+    `AUTH DEVELOPMENT MODE: access tokens signed with ${key}; GET /v1/dev-token hands them out to ${who}. ` +
+      (devMode === 'loopback' ? 'Set AUTH_JWT_SECRET (or AUTH_JWT_PUBLIC_KEY) to serve other clients.' : 'Never run this in production.'),
+  );
 }

@@ -2,6 +2,8 @@
 // and returns a frozen config. With no environment at all it runs the embedded default.
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
+import { readVoice, checkVoice, type VoiceConfig } from './voice-config.ts';
+import { readAuthConfig, readLimitsConfig, type AuthConfig, type LimitsConfig } from './access-config.ts';
 
 export interface Config {
   host: string;
@@ -36,6 +38,12 @@ export interface Config {
   /** /readyz fails while the main thread's event-loop lag p99 is above this. */
   readyMaxLagMs: number;
   jitterBuffer: { minDelayMs: number; maxDelayMs: number };
+  /** Rooms: participants per room, and how long an empty room is kept (its worker placement). */
+  rooms: { maxParticipants: number; emptyTimeoutMs: number };
+  voice: VoiceConfig;
+  /** Access tokens and the development mode (server/access-config.ts). */
+  auth: AuthConfig;
+  limits: LimitsConfig;
 }
 
 export interface EchoConfig {
@@ -115,7 +123,15 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       minDelayMs: r.int('JITTER_MIN_DELAY_MS', 0, 0, 1000),
       maxDelayMs: r.int('JITTER_MAX_DELAY_MS', 200, 20, 2000),
     },
+    rooms: {
+      maxParticipants: r.int('ROOM_MAX_PARTICIPANTS', 10, 1, 100),
+      emptyTimeoutMs: r.int('ROOM_EMPTY_TIMEOUT_MS', 30_000, 0, 86_400_000),
+    },
+    voice: readVoice(r),
+    auth: readAuthConfig(r),
+    limits: readLimitsConfig(r),
   };
+  checkVoice(r, config.voice);
   if (config.jitterBuffer.minDelayMs > config.jitterBuffer.maxDelayMs) {
     r.fail('JITTER_MIN_DELAY_MS', 'must not exceed JITTER_MAX_DELAY_MS');
   }
@@ -123,7 +139,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   return deepFreeze(config);
 }
 
-class EnvReader {
+export class EnvReader {
   readonly #env: Env;
   readonly #problems: string[] = [];
 
@@ -191,6 +207,48 @@ class EnvReader {
       return fallback;
     }
     return value as T[number];
+  }
+
+  /** A secret: checked for shape only; never echoed in errors. */
+  secret(name: string): string | null {
+    const value = this.#raw(name);
+    if (value === undefined) return null;
+    if (/\s/.test(value) || value.length > 4096) {
+      this.#problems.push(`${name}: must be a single token without spaces (value not shown: it is a secret)`);
+      return null;
+    }
+    return value;
+  }
+
+  isSet(name: string): boolean {
+    return this.#raw(name) !== undefined;
+  }
+
+  /** A key or secret that may span lines (PEM). Checked by `check`; the value is never echoed. */
+  secretKey(name: string, check: (v: string) => true | string): string | null {
+    const value = this.#raw(name);
+    if (value === undefined) return null;
+    const verdict = check(value);
+    if (verdict === true) return value;
+    this.#problems.push(`${name}: ${verdict} (value not shown: it may be a secret)`);
+    return null;
+  }
+
+  url(name: string, fallback: string): string {
+    return this.string(name, fallback, (v) => /^(https?|wss?):\/\/[^\s]+$/.test(v) || 'must be an http(s) or ws(s) URL');
+  }
+
+  /** Comma-separated, each a member of `allowed`, no duplicates, at least one. */
+  list<const T extends readonly string[]>(name: string, fallback: T[number][], allowed: T): T[number][] {
+    const value = this.#raw(name);
+    if (value === undefined) return fallback;
+    const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = items.filter((i) => !allowed.includes(i));
+    if (items.length === 0 || bad.length > 0 || new Set(items).size !== items.length) {
+      this.fail(name, `must be a comma-separated list of distinct values from: ${allowed.join(', ')}`);
+      return fallback;
+    }
+    return items as T[number][];
   }
 
   bool(name: string, fallback: boolean): boolean {

@@ -1,23 +1,32 @@
 // The main thread's side of the media workers: starts one worker per configured core, places each
-// session on the least-loaded worker, routes commands and events, and survives a worker's death.
+// session on its room's worker (a new room on the least-loaded one), routes commands and events,
+// and survives a worker's death.
 import { Worker } from 'node:worker_threads';
 import { TypedEmitter } from '../media/typed-emitter.ts';
-import type { WorkerCommand, WorkerEvent, WorkerInit } from '../media/worker/worker-protocol.ts';
+import type { ProviderFallbackInfo, RoomSeat, WorkerCommand, WorkerEvent, WorkerInit } from '../media/worker/worker-protocol.ts';
 import type { WorkerStats, WorkerTelemetry } from '../media/worker/worker-stats.ts';
 import type { MediaSessionOptions } from '../media/media-session.ts';
 import type { IceCandidateInit } from '../media/peer.ts';
 import type { Config } from './config.ts';
+import type { VoiceConfig } from './voice-config.ts';
 
-const WORKER_URL = new URL('../media/worker/worker-entry.mjs', import.meta.url);
+const WORKER_URL = new URL('./media-worker-entry.mjs', import.meta.url);
 const REQUEST_TIMEOUT_MS = 15_000;
 
-export type MediaSessionEvent = Exclude<WorkerEvent, { ev: 'reply' } | { ev: 'ready' } | { ev: 'activity' } | { ev: 'telemetry' }>;
+export type MediaSessionEvent = Exclude<
+  WorkerEvent,
+  { ev: 'reply' } | { ev: 'ready' } | { ev: 'activity' } | { ev: 'telemetry' } | { ev: 'providerfallback' } | { ev: 'activespeaker' }
+>;
 
 export type MediaPoolEvents = {
   /** An event for one session, from the worker that hosts it. */
   session: [event: MediaSessionEvent];
   activity: [sessionIds: string[]];
   telemetry: [report: WorkerTelemetry];
+  /** A provider chain in a worker moved on to its next provider. */
+  providerfallback: [info: ProviderFallbackInfo];
+  /** Rooms: who is speaking in a room (null: nobody for a while). */
+  activespeaker: [room: string, participantId: string | null];
   /** A worker died; these sessions lost their media. */
   workerexit: [workerIndex: number, sessionIds: string[], reason: string];
 };
@@ -66,6 +75,8 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
   readonly #config: Readonly<Config>;
   readonly #workers: MediaWorkerHandle[] = [];
   readonly #placement = new Map<string, MediaWorkerHandle>();
+  /** Room name -> the worker all of its participants live on. */
+  readonly #roomPlacement = new Map<string, MediaWorkerHandle>();
   readonly #pending = new Map<number, Pending>();
   #nextRequestId = 1;
   #closing = false;
@@ -100,12 +111,46 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
     return this.#placement.get(sessionId)?.index ?? null;
   }
 
-  open(sessionId: string, options: MediaSessionOptions): number {
-    const handle = this.#workers.reduce((best, w) => (w.sessions.size < best.sessions.size ? w : best));
+  /** Opens a session's media on its room's worker (a new room goes to the least-loaded worker). */
+  open(sessionId: string, options: MediaSessionOptions, room: RoomSeat): number {
+    let handle = this.#roomPlacement.get(room.name);
+    if (!handle || !handle.alive) {
+      handle = this.#workers.reduce((best, w) => (w.sessions.size < best.sessions.size ? w : best));
+      this.#roomPlacement.set(room.name, handle);
+    }
     handle.sessions.add(sessionId);
     this.#placement.set(sessionId, handle);
-    this.#post(handle, { op: 'open', sessionId, options });
+    this.#post(handle, { op: 'open', sessionId, options, room });
     return handle.index;
+  }
+
+  /** The room closed: its next participant may be placed anywhere. */
+  closeRoom(room: string): void {
+    this.#roomPlacement.delete(room);
+  }
+
+  /** Rooms: stops or resumes forwarding `participantId` to this session's client. */
+  setSubscriptionMuted(sessionId: string, participantId: string, muted: boolean): void {
+    const handle = this.#placement.get(sessionId);
+    if (handle) this.#post(handle, { op: 'subscription', sessionId, participantId, muted });
+  }
+
+  /** Rooms: forwards only these participants to this session's client (null: everyone). */
+  subscribe(sessionId: string, participantIds: string[] | null): void {
+    const handle = this.#placement.get(sessionId);
+    if (handle) this.#post(handle, { op: 'subscribe', sessionId, participantIds });
+  }
+
+  /** Rooms: the agent listens to this session's participant from now on. */
+  designateAgent(sessionId: string): void {
+    const handle = this.#placement.get(sessionId);
+    if (handle) this.#post(handle, { op: 'agent', sessionId });
+  }
+
+  /** Re-sends an unanswered server offer, or offers if the session's tracks changed. */
+  renegotiate(sessionId: string): void {
+    const handle = this.#placement.get(sessionId);
+    if (handle) this.#post(handle, { op: 'renegotiate', sessionId });
   }
 
   async acceptOffer(sessionId: string, sdp: string): Promise<string> {
@@ -125,6 +170,11 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
   async restartIce(sessionId: string): Promise<string> {
     const result = await this.#request(sessionId, (requestId) => ({ op: 'restartIce', sessionId, requestId }));
     return result.sdp ?? '';
+  }
+
+  /** Makes the session's agent speak `text` now (agent modes only). */
+  async say(sessionId: string, text: string): Promise<void> {
+    await this.#request(sessionId, (requestId) => ({ op: 'say', sessionId, text, requestId }));
   }
 
   /** Full rejoin: replaces the session's peer connection; the next client offer negotiates it. */
@@ -180,6 +230,7 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
       portRange,
       hostAddresses: [...this.#config.rtcHostAddresses],
       announcedAddress: this.#config.rtcAnnouncedAddress,
+      voice: structuredClone(this.#config.voice) as VoiceConfig,
     };
     const handle = new MediaWorkerHandle(index, init);
     handle.worker.on('message', (event: WorkerEvent) => this.#onWorkerEvent(event));
@@ -194,6 +245,7 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
     const lost = [...handle.sessions];
     handle.sessions.clear();
     for (const id of lost) this.#placement.delete(id);
+    for (const [room, placed] of this.#roomPlacement) if (placed === handle) this.#roomPlacement.delete(room);
     // Requests in flight to that worker will never be answered.
     for (const [requestId, pending] of this.#pending) {
       if (pending.worker === handle.index) {
@@ -225,6 +277,12 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
         return;
       case 'telemetry':
         this.safeEmit('telemetry', event.report);
+        return;
+      case 'providerfallback':
+        this.safeEmit('providerfallback', event.info);
+        return;
+      case 'activespeaker':
+        this.safeEmit('activespeaker', event.room, event.participantId);
         return;
       default:
         this.safeEmit('session', event);

@@ -10,7 +10,9 @@ import type { Config } from './config.ts';
 import type { SessionMode, QualityInfo } from '../signaling/protocol.ts';
 import type { ConversationTurn, SessionState } from './session-types.ts';
 import type { SessionStore } from './session-store.ts';
+import type { ConversationWorkerEvent } from '../media/conversation-events.ts';
 import { SessionRecorder } from './session-recorder.ts';
+import { RoomDirectory } from './room-directory.ts';
 
 export interface ReconnectOutcome {
   success: boolean;
@@ -33,6 +35,8 @@ export type SessionManagerEvents = {
   storeerror: [error: Error];
   /** An error code was reported to a client (by the directory or by the signaling edge). */
   errorreported: [code: ErrorCode];
+  /** Agent modes: a finished answer's stage timings, for telemetry. */
+  agentturn: [session: Session, turn: ConversationTurn];
   /** A join was refused: the server is full or draining. */
   refused: [reason: 'capacity' | 'draining'];
 };
@@ -50,6 +54,8 @@ interface LinkState {
   restartTimer: NodeJS.Timeout | null;
   /** Closes the socket a session is attached to, when another one takes the session over. */
   evict: (() => void) | null;
+  /** m-lines in the server's latest offer (rooms add one per remote participant). */
+  mediaSections: number;
 }
 
 export class SessionManager extends TypedEmitter<SessionManagerEvents> {
@@ -63,11 +69,17 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   #releaseWaiters: (() => void)[] = [];
   readonly #recorder: SessionRecorder;
   #draining = false;
+  /** Who is in which room; room events reach the participants' sockets through it. */
+  readonly rooms: RoomDirectory;
 
   constructor(config: Readonly<Config>, media: MediaPool, store: SessionStore) {
     super();
     this.#config = config;
     this.#media = media;
+    this.rooms = new RoomDirectory(config.rooms, (id, message) => this.#sessions.get(id)?.send(message));
+    this.rooms.on('roomclosed', (room) => media.closeRoom(room));
+    this.rooms.on('agentmoved', (_room, sessionId) => media.designateAgent(sessionId));
+    media.on('activespeaker', (room, participantId) => this.rooms.setActiveSpeaker(room, participantId));
     this.#recorder = new SessionRecorder(store, (error) => this.safeEmit('storeerror', error));
     media.on('session', (event) => this.#onMediaEvent(event));
     media.on('activity', (ids) => {
@@ -115,8 +127,11 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     return this.#sessions.values();
   }
 
-  /** Admits a session; returns it with its first resume token. */
-  create(room: string | undefined, mode: SessionMode, evict: () => void): { session: Session; resumeToken: string } {
+  /**
+   * Admits a session; returns it with its first resume token. `identity` (the access token's `sub`)
+   * may hold at most `limits.sessionsPerIdentity` live sessions; null = internal, not counted.
+   */
+  create(room: string | undefined, mode: SessionMode, evict: () => void, identity: string | null = null): { session: Session; resumeToken: string } {
     if (this.#draining) {
       this.safeEmit('refused', 'draining');
       throw new SignalingError('SERVER_ERR_DRAINING', 'the server is draining for a restart; join another server or retry');
@@ -125,10 +140,14 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       this.safeEmit('refused', 'capacity');
       throw new SignalingError('SESSION_ERR_CAPACITY', 'the server is at capacity; retry later or on another server');
     }
-    const session = new Session(room, mode);
+    if (identity !== null && this.sessionsOf(identity) >= this.#config.limits.sessionsPerIdentity) {
+      throw new SignalingError('SESSION_ERR_IDENTITY_LIMIT', `"${identity}" already has ${this.#config.limits.sessionsPerIdentity} sessions; leave one first`);
+    }
+    const session = new Session(room, mode, identity);
+    const seat = this.rooms.admit(session.room, session.id, identity); // throws ROOM_ERR_FULL
     const resumeToken = session.rotateResumeToken();
     this.#sessions.set(session.id, session);
-    this.#links.set(session.id, { everConnected: false, cause: null, restartTimer: null, evict });
+    this.#links.set(session.id, { everConnected: false, cause: null, restartTimer: null, evict, mediaSections: 1 });
     session.on('statechange', (state, previous) => {
       this.#recorder.saveRecord(session); // the stored record (HTTP history) shows the live state
       this.safeEmit('statechange', session, state, previous);
@@ -140,12 +159,20 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     session.workerIndex = this.#media.open(session.id, {
       mode,
       echo: { ...this.#config.echo },
+      voice: { language: this.#config.voice.language },
       jitterBuffer: { ...this.#config.jitterBuffer },
       mediaTimeoutMs: this.#config.mediaTimeoutMs,
-    });
+    }, seat);
     this.#recorder.saveRecord(session);
     this.safeEmit('sessioncreated', session);
     return { session, resumeToken };
+  }
+
+  /** Live sessions (reconnecting ones included) held by `identity`. */
+  sessionsOf(identity: string): number {
+    let count = 0;
+    for (const session of this.#sessions.values()) if (session.identity === identity) count++;
+    return count;
   }
 
   /** The client's socket went away. The session waits for a resume within the reconnect window. */
@@ -187,6 +214,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       if (session.closed) throw new SignalingError('SESSION_ERR_RESUME_REFUSED', 'resume refused: start a new session');
       session.mediaUp = false;
       link.cause ??= 'media';
+      link.mediaSections = 1;
       mediaResult = 'new';
     }
     const resumeToken = session.rotateResumeToken(); // single use: the presented token dies here
@@ -201,6 +229,8 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     // Media still down over a kept peer: offer an ICE restart on the new socket (any restart offer
     // sent before went down with the old one).
     if (media === 'keep' && !session.mediaUp && link.everConnected) this.#restartIce(session);
+    // A room's server offer sent while the socket was down went with it: send it again.
+    else if (media === 'keep') this.#media.renegotiate(session.id);
     const missedTurns = session.history.filter((t) => t.index > lastTurnIndex);
     return { session, resumeToken, missedTurns, media: mediaResult };
   }
@@ -216,6 +246,17 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     for (const session of this.#sessions.values()) session.send({ type: 'draining', deadlineMs });
   }
 
+  /** How many m-lines the client's SDP may have: those of the server's latest offer (at least one). */
+  mediaSectionsOf(session: Session): number {
+    return this.#links.get(session.id)?.mediaSections ?? 1;
+  }
+
+  #offerToClient(session: Session, sdp: string): void {
+    const link = this.#links.get(session.id);
+    if (link) link.mediaSections = Math.max(1, sdp.match(/^m=/gm)?.length ?? 1);
+    session.send({ type: 'offer', sdp });
+  }
+
   /** Counts an error code sent to a client by the signaling edge. */
   reportError(code: ErrorCode): void {
     this.safeEmit('errorreported', code);
@@ -228,6 +269,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
 
   setMuted(session: Session, muted: boolean): void {
     this.#media.setMuted(session.id, muted);
+    this.rooms.setMuted(session.id, muted);
   }
 
   close(session: Session, reason: string, finalState: 'disconnected' | 'error' = 'disconnected'): void {
@@ -243,6 +285,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       this.#mediaClosing.set(session.id, worker);
       this.#media.close(session.id);
     }
+    this.rooms.leave(session.id);
     session.close(reason, finalState);
     this.#recorder.closeSession(session, reason);
     this.safeEmit('sessionclosed', session, reason);
@@ -297,7 +340,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     this.safeEmit('icerestart', session, 'server');
     this.#media.restartIce(session.id).then(
       (sdp) => {
-        if (!session.closed) session.send({ type: 'offer', sdp });
+        if (!session.closed) this.#offerToClient(session, sdp);
       },
       () => undefined, // the retry timer tries again
     );
@@ -315,6 +358,12 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     switch (event.ev) {
       case 'candidate':
         session.send({ type: 'candidate', candidate: event.candidate });
+        return;
+      case 'tracks':
+        session.send({ type: 'tracks', tracks: event.tracks });
+        return;
+      case 'offer':
+        this.#offerToClient(session, event.sdp);
         return;
       case 'connection':
         if (event.state === 'connected') {
@@ -358,6 +407,40 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
         if (event.phase === 'start') session.onResponseStart(event.at);
         else session.onResponseEnd(event.at, event.audioMs, event.heardMs, event.interrupted);
         return;
+      case 'conversation':
+        this.#onConversationEvent(session, event.event);
+        return;
+    }
+  }
+
+  #onConversationEvent(session: Session, event: ConversationWorkerEvent): void {
+    switch (event.kind) {
+      case 'utterance':
+        session.onUtterance(event.info);
+        session.send({ type: 'speech', event: 'end_of_turn' });
+        return;
+      case 'response': {
+        const info = event.info;
+        if (info.phase === 'start') {
+          session.onResponseStart(info.at);
+          return;
+        }
+        const turn = session.onResponseEnd(info.at, info.audioMs, info.heardMs, info.interrupted, info);
+        if (turn) this.safeEmit('agentturn', session, turn);
+        return;
+      }
+      case 'transcript':
+        session.touch();
+        session.send({ type: 'transcript', ...event.info });
+        return;
+      case 'bargein':
+        session.send({ type: 'speech', event: 'barge_in' });
+        return;
+      case 'error': {
+        const code = event.info.code as ErrorCode;
+        if (code in ERRORS) this.#sendError(session, code, event.info.message);
+        return;
+      }
     }
   }
 

@@ -21,6 +21,7 @@ export class SessionRecorder {
         sessionId: session.id,
         room: session.room,
         mode: session.mode,
+        identity: session.identity,
         createdAt: session.createdAt,
         state: session.state,
         closedAt: null,

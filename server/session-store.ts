@@ -8,6 +8,8 @@ export interface SessionRecord {
   sessionId: string;
   room: string;
   mode: string;
+  /** Who owns the session (the access token's `sub`); absent in records written before auth existed. */
+  identity?: string | null;
   createdAt: number;
   state: SessionState;
   closedAt: number | null;

@@ -45,4 +45,8 @@ export interface TurnTimings {
   endOfTurnAt: number;
   firstPacketOutAt: number | null;
   lastPacketOutAt: number | null;
+  /** Agent modes: final transcript, first agent text, first synthesised audio (null where not run). */
+  sttFinalAt?: number | null;
+  agentFirstTextAt?: number | null;
+  ttsFirstAudioAt?: number | null;
 }

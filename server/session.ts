@@ -5,6 +5,7 @@ import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { TypedEmitter } from '../media/typed-emitter.ts';
 import { canTransition } from './session-state.ts';
 import type { ConversationTurn, SessionState } from './session-types.ts';
+import type { AgentTimings, TurnText } from '../media/conversation-events.ts';
 import type { ServerMessage, SessionMode } from '../signaling/protocol.ts';
 import type { ErrorCode } from '../signaling/errors.ts';
 
@@ -34,6 +35,8 @@ export class Session extends TypedEmitter<SessionEvents> {
   readonly id = randomBytes(16).toString('base64url');
   readonly room: string;
   readonly mode: SessionMode;
+  /** Who joined (the access token's `sub`); null for a session created without a token (internal use). */
+  readonly identity: string | null;
   readonly createdAt = Date.now();
   readonly history: ConversationTurn[] = [];
   workerIndex: number | null = null;
@@ -51,10 +54,11 @@ export class Session extends TypedEmitter<SessionEvents> {
   #pendingTurn: PendingTurn | null = null;
   #closed = false;
 
-  constructor(room: string | undefined, mode: SessionMode) {
+  constructor(room: string | undefined, mode: SessionMode, identity: string | null = null) {
     super();
     this.room = room ?? `room-${this.id.slice(0, 8)}`;
     this.mode = mode;
+    this.identity = identity;
     this.#resumeTokenHash = '';
   }
 
@@ -146,18 +150,25 @@ export class Session extends TypedEmitter<SessionEvents> {
     if (this.#state === 'processing') this.setState('responding');
   }
 
-  onResponseEnd(at: number, audioMs: number, heardMs: number, interrupted: boolean): ConversationTurn | null {
+  onResponseEnd(
+    at: number,
+    audioMs: number,
+    heardMs: number,
+    interrupted: boolean,
+    agent?: { text: TurnText | null; timings?: AgentTimings; skipped?: boolean },
+  ): ConversationTurn | null {
     const pending = this.#pendingTurn;
     this.#pendingTurn = null;
     let turn: ConversationTurn | null = null;
-    if (pending) {
+    if (pending && !agent?.skipped) {
+      const text = agent?.text ?? null;
       turn = {
         turnId: randomUUID(),
         index: this.history.length,
         mode: this.mode,
-        userText: null,
-        agentText: null,
-        heardText: null,
+        userText: text?.userText ?? null,
+        agentText: text ? text.agentText : null,
+        heardText: text ? text.heardText : null,
         interrupted,
         userAudioMs: pending.userAudioMs,
         agentAudioMs: audioMs,
@@ -167,7 +178,8 @@ export class Session extends TypedEmitter<SessionEvents> {
           speechEndAt: pending.speechEndAt,
           endOfTurnAt: pending.endOfTurnAt,
           firstPacketOutAt: pending.firstPacketOutAt,
-          lastPacketOutAt: at,
+          lastPacketOutAt: audioMs > 0 ? at : null,
+          ...(agent?.timings ? { sttFinalAt: agent.timings.sttFinalAt, agentFirstTextAt: agent.timings.agentFirstTextAt, ttsFirstAudioAt: agent.timings.ttsFirstAudioAt } : {}),
         },
       };
       this.history.push(turn);

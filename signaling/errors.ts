@@ -14,8 +14,32 @@ export const ERRORS = {
   SIG_ERR_UNSUPPORTED_MODE: { retryable: false, status: 400 },
   SIG_ERR_ABUSE: { retryable: false, status: 429 },
   SIG_ERR_JOIN_TIMEOUT: { retryable: true, status: 408 },
+  /** Messages on one socket above its token bucket (SIGNAL_RATE_PER_S, SIGNAL_BURST). */
+  SIG_ERR_RATE_LIMITED: { retryable: true, status: 429 },
+  /** An SDP above MAX_SDP_CHARS characters or MAX_SDP_LINES lines. */
+  SIG_ERR_SDP_TOO_LARGE: { retryable: false, status: 413 },
+  // Access tokens (signaling/auth.ts): 401 = who you are is not established, 403 = not allowed.
+  AUTH_ERR_MISSING: { retryable: false, status: 401 },
+  AUTH_ERR_MALFORMED: { retryable: false, status: 401 },
+  AUTH_ERR_EXPIRED: { retryable: false, status: 401 },
+  AUTH_ERR_NOT_YET_VALID: { retryable: false, status: 401 },
+  AUTH_ERR_BAD_SIGNATURE: { retryable: false, status: 401 },
+  AUTH_ERR_WRONG_ALG: { retryable: false, status: 401 },
+  AUTH_ERR_INVALID_CLAIMS: { retryable: false, status: 401 },
+  AUTH_ERR_WRONG_ROOM: { retryable: false, status: 403 },
+  AUTH_ERR_MISSING_GRANT: { retryable: false, status: 403 },
+  /** The embedded default's dev mode serves loopback clients only. */
+  AUTH_ERR_DEV_LOOPBACK_ONLY: { retryable: false, status: 403 },
+  HTTP_ERR_RATE_LIMITED: { retryable: true, status: 429 },
+  HTTP_ERR_BODY_TOO_LARGE: { retryable: false, status: 413 },
   SESSION_ERR_CAPACITY: { retryable: true, status: 503 },
+  /** The room has ROOM_MAX_PARTICIPANTS participants. */
+  ROOM_ERR_FULL: { retryable: true, status: 503 },
+  /** A subscription names a participant who is not (or no longer) in the room. */
+  ROOM_ERR_UNKNOWN_PARTICIPANT: { retryable: false, status: 404 },
   SESSION_ERR_RESUME_REFUSED: { retryable: false, status: 401 },
+  /** The token's identity already has SESSIONS_PER_IDENTITY_MAX live sessions. */
+  SESSION_ERR_IDENTITY_LIMIT: { retryable: false, status: 429 },
   SESSION_ERR_NOT_FOUND: { retryable: false, status: 404 },
   SESSION_ERR_IDLE_TIMEOUT: { retryable: true, status: 408 },
   SESSION_ERR_MEDIA_LOST: { retryable: true, status: 410 },
@@ -24,6 +48,10 @@ export const ERRORS = {
   MEDIA_ERR_NO_PORTS: { retryable: true, status: 503 },
   MEDIA_ERR_WORKER_DIED: { retryable: true, status: 503 },
   MEDIA_ERR_TIMEOUT: { retryable: true, status: 504 },
+  PROVIDER_ERR_STT: { retryable: true, status: 502 },
+  PROVIDER_ERR_AGENT: { retryable: true, status: 502 },
+  PROVIDER_ERR_TTS: { retryable: true, status: 502 },
+  PROVIDER_ERR_S2S: { retryable: true, status: 502 },
   SERVER_ERR_DRAINING: { retryable: true, status: 503 },
   SERVER_ERR_SHUTDOWN: { retryable: true, status: 503 },
   SERVER_ERR_INTERNAL: { retryable: true, status: 500 },

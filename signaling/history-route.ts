@@ -1,12 +1,13 @@
 // GET /v1/sessions/:id/history: a session's conversation history, also after the session closed
-// (for the retention time). The caller proves it owns the session with its latest resume token.
+// (for the retention time). The caller presents an access token (Bearer) of the session's identity,
+// or one with the `admin` grant.
 import type { FastifyInstance } from 'fastify';
-import { timingSafeEqual } from 'node:crypto';
-import { hashToken } from '../server/session.ts';
+import { mayActFor, type AccessTokens } from './auth.ts';
+import { authenticateRequest } from './request-auth.ts';
 import { errorMessage } from './errors.ts';
 import type { SessionStore } from '../server/session-store.ts';
 
-export function registerHistoryRoute(app: FastifyInstance, store: SessionStore): void {
+export function registerHistoryRoute(app: FastifyInstance, store: SessionStore, tokens: AccessTokens): void {
   app.get<{ Params: { id: string }; Querystring: { afterIndex?: number } }>(
     '/v1/sessions/:id/history',
     {
@@ -16,20 +17,23 @@ export function registerHistoryRoute(app: FastifyInstance, store: SessionStore):
       },
     },
     async (request, reply) => {
-      const token = /^Bearer (\S{1,128})$/.exec(request.headers.authorization ?? '')?.[1];
+      const claims = await authenticateRequest(tokens, request);
       const record = await store.getSession(request.params.id);
-      // One answer for "no such session" and "wrong token", so ids cannot be probed.
-      if (!token || !record || !sameHash(hashToken(token), record.resumeTokenHash)) {
-        return reply.code(404).send(errorMessage('SESSION_ERR_NOT_FOUND', 'no such session, or the token does not match'));
+      // One answer for "no such session" and "not yours", so other identities' ids cannot be probed.
+      if (!record || !mayActFor(claims, record)) {
+        return reply.code(404).send(errorMessage('SESSION_ERR_NOT_FOUND', 'no such session, or it is not yours'));
       }
       const turns = await store.turns(record.sessionId, request.query.afterIndex ?? -1);
-      return { sessionId: record.sessionId, room: record.room, mode: record.mode, state: record.state, closedAt: record.closedAt, closeReason: record.closeReason, turns };
+      return {
+        sessionId: record.sessionId,
+        identity: record.identity ?? null,
+        room: record.room,
+        mode: record.mode,
+        state: record.state,
+        closedAt: record.closedAt,
+        closeReason: record.closeReason,
+        turns,
+      };
     },
   );
-}
-
-function sameHash(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'hex');
-  const y = Buffer.from(b, 'hex');
-  return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
 }

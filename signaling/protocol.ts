@@ -4,7 +4,8 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import type { ConversationTurn, SessionState } from '../server/session-types.ts';
 
 export const PROTOCOL_VERSION = 1;
-export const SESSION_MODES = ['echo'] as const;
+/** `stt_tts`: local or cloud STT -> agent -> TTS; `s2s`: one speech-to-speech provider; `echo`: plays the user's utterance back. */
+export const SESSION_MODES = ['stt_tts', 's2s', 'echo'] as const;
 export type SessionMode = (typeof SESSION_MODES)[number];
 
 export interface IceCandidateInit {
@@ -16,15 +17,19 @@ export interface IceCandidateInit {
 
 // client -> server
 export type ClientMessage =
-  | { type: 'join'; room?: string; mode?: string }
+  | { type: 'join'; room?: string; mode?: string; token?: string }
   | { type: 'offer'; sdp: string }
   | { type: 'answer'; sdp: string }
   | { type: 'candidate'; candidate: IceCandidateInit | null }
   | { type: 'leave' }
   | { type: 'ping'; id?: string | number }
-  | { type: 'resume'; sessionId: string; resumeToken: string; lastTurnIndex?: number; media?: 'keep' | 'new' }
+  | { type: 'resume'; sessionId: string; resumeToken: string; lastTurnIndex?: number; media?: 'keep' | 'new'; token?: string }
   | { type: 'mute'; muted: boolean }
-  | { type: 'history'; afterIndex?: number };
+  | { type: 'history'; afterIndex?: number }
+  /** Rooms: stop (or resume) receiving one participant; its track stays. */
+  | { type: 'subscription'; participantId: string; muted: boolean }
+  /** Rooms: receive only these participants (null: everyone, newcomers included); tracks come and go. */
+  | { type: 'subscribe'; participantIds: string[] | null };
 
 // server -> client
 export interface IceServerInfo {
@@ -55,7 +60,35 @@ export type ServerMessage =
   | { type: 'history'; turns: ConversationTurn[] }
   /** The server is restarting: the session goes on until `deadlineMs`, then ends (SERVER_ERR_SHUTDOWN). */
   | { type: 'draining'; deadlineMs: number }
-  | { type: 'quality'; quality: QualityInfo };
+  | { type: 'quality'; quality: QualityInfo }
+  /** Live text: the user's words as recognised (partial, then final) and the agent's answer as written. */
+  | { type: 'transcript'; role: 'user' | 'agent'; text: string; final: boolean }
+  /** Turn-taking events from the listening pipeline. */
+  | { type: 'speech'; event: 'end_of_turn' | 'barge_in' }
+  /** Rooms: the room as this session sees it, after `joined` and `resumed`. */
+  | {
+      type: 'room';
+      room: string;
+      /** This session's participant id. */
+      participantId: string;
+      participants: ParticipantInfo[];
+      /** The participant the agent listens to (answers go to everyone). */
+      agentListensTo: string | null;
+      activeSpeaker: string | null;
+    }
+  | { type: 'participant'; event: 'joined' | 'left' | 'muted' | 'unmuted'; participant: ParticipantInfo }
+  | { type: 'active_speaker'; participantId: string | null }
+  /** Rooms: the participant the agent listened to left; it listens to this one now. */
+  | { type: 'agent'; listensTo: string | null }
+  /** Rooms: which m-line (mid) carries which participant; sent before each server offer that changes them. */
+  | { type: 'tracks'; tracks: { mid: string; participantId: string }[] };
+
+/** A room participant as the others see it. `identity`: the access token's `sub` (null without one). */
+export interface ParticipantInfo {
+  participantId: string;
+  identity: string | null;
+  muted: boolean;
+}
 
 /** Link quality as the server sees it; sent on each RTCP receiver report from the client (every 1-5 s). */
 export interface QualityInfo {
@@ -93,6 +126,10 @@ const candidateInit = {
 
 const TOKEN = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const TURN_INDEX = { type: 'integer', minimum: -1, maximum: 1_000_000 } as const;
+const PARTICIPANT_ID = { type: 'string', minLength: 1, maxLength: 32, pattern: '^[A-Za-z0-9_-]+$' } as const;
+export const MAX_SUBSCRIBE_IDS = 64;
+/** An access token (JWT, signaling/auth.ts); optional where the upgrade's Authorization header may carry it. */
+const ACCESS_TOKEN = { type: 'string', minLength: 1, maxLength: 4096 } as const;
 
 const messageSchemas = {
   join: {
@@ -103,6 +140,7 @@ const messageSchemas = {
       type: { const: 'join' },
       room: { type: 'string', minLength: 1, maxLength: MAX_ROOM_CHARS, pattern: ROOM_PATTERN },
       mode: { type: 'string', minLength: 1, maxLength: 32 },
+      token: ACCESS_TOKEN,
     },
   },
   offer: { type: 'object', additionalProperties: false, required: ['type', 'sdp'], properties: { type: { const: 'offer' }, sdp } },
@@ -130,10 +168,26 @@ const messageSchemas = {
       resumeToken: TOKEN,
       lastTurnIndex: TURN_INDEX,
       media: { enum: ['keep', 'new'] },
+      token: ACCESS_TOKEN,
     },
   },
   mute: { type: 'object', additionalProperties: false, required: ['type', 'muted'], properties: { type: { const: 'mute' }, muted: { type: 'boolean' } } },
   history: { type: 'object', additionalProperties: false, required: ['type'], properties: { type: { const: 'history' }, afterIndex: TURN_INDEX } },
+  subscription: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['type', 'participantId', 'muted'],
+    properties: { type: { const: 'subscription' }, participantId: PARTICIPANT_ID, muted: { type: 'boolean' } },
+  },
+  subscribe: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['type', 'participantIds'],
+    properties: {
+      type: { const: 'subscribe' },
+      participantIds: { anyOf: [{ type: 'null' }, { type: 'array', maxItems: MAX_SUBSCRIBE_IDS, uniqueItems: true, items: PARTICIPANT_ID }] },
+    },
+  },
 } as const;
 
 export type ClientMessageType = keyof typeof messageSchemas;
@@ -144,7 +198,7 @@ const validators = new Map<string, ValidateFunction>(
 
 export type ParseResult =
   | { ok: true; message: ClientMessage }
-  | { ok: false; code: 'SIG_ERR_BAD_JSON' | 'SIG_ERR_UNKNOWN_TYPE' | 'SIG_ERR_BAD_MESSAGE'; message: string };
+  | { ok: false; code: 'SIG_ERR_BAD_JSON' | 'SIG_ERR_UNKNOWN_TYPE' | 'SIG_ERR_BAD_MESSAGE' | 'SIG_ERR_SDP_TOO_LARGE'; message: string };
 
 /** Parses and validates one inbound text frame. Never throws. */
 export function parseClientMessage(text: string): ParseResult {
@@ -167,6 +221,9 @@ export function parseClientMessage(text: string): ParseResult {
   }
   if (!validate(value)) {
     const err = validate.errors?.[0];
+    if (err?.keyword === 'maxLength' && err.instancePath === '/sdp') {
+      return { ok: false, code: 'SIG_ERR_SDP_TOO_LARGE', message: `the SDP exceeds ${MAX_SDP_CHARS} characters` };
+    }
     const where = err?.instancePath || '(message)';
     const detail = err?.keyword === 'additionalProperties'
       ? `unexpected field "${String((err.params as { additionalProperty?: string }).additionalProperty)}"`

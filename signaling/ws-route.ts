@@ -1,11 +1,15 @@
 // The WebSocket signaling route at /v1/signal: one connection drives one session. Every inbound
-// frame is size-capped and schema-validated; a bad one gets an `error` and the session carries on;
-// a client that keeps sending garbage is disconnected.
+// frame is rate-limited (a token bucket per socket), size-capped and schema-validated; a bad one gets
+// an `error` and the session carries on; a client that keeps sending garbage is disconnected. Join
+// and resume need an access token (signaling/auth.ts), in the message or the upgrade's Authorization.
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { parseClientMessage, SESSION_MODES, PROTOCOL_VERSION, type ClientMessage, type ServerMessage, type SessionMode } from './protocol.ts';
 import { ERRORS, errorMessage, isErrorCode, SignalingError, type ErrorCode } from './errors.ts';
 import { checkAudioSdp } from './sdp-check.ts';
+import { authorize, mayActFor, type AccessClaims, type AccessTokens } from './auth.ts';
+import { bearerToken } from './request-auth.ts';
+import { TokenBucket } from './token-bucket.ts';
 import type { SessionManager } from '../server/session-manager.ts';
 import type { MediaPool } from '../server/media-pool.ts';
 import type { Session } from '../server/session.ts';
@@ -24,11 +28,20 @@ export interface SignalingDeps {
   config: Readonly<Config>;
   sessions: SessionManager;
   media: MediaPool;
+  tokens: AccessTokens;
+}
+
+/** Who is at the other end of the socket, from its upgrade request. */
+interface SocketPeer {
+  remoteAddress: string;
+  /** The upgrade's `Authorization: Bearer` token: used when join/resume carry none. */
+  bearer: string | null;
 }
 
 export function registerSignalingRoute(app: FastifyInstance, deps: SignalingDeps): void {
   app.get('/v1/signal', { websocket: true }, (socket, request) => {
-    new SignalingConnection(socket, deps, request.log).start();
+    const peer = { remoteAddress: request.ip, bearer: bearerToken(request.headers.authorization) };
+    new SignalingConnection(socket, deps, request.log, peer).start();
   });
 }
 
@@ -40,11 +53,17 @@ class SignalingConnection {
   #joinTimer: NodeJS.Timeout | null = null;
   /** Carries the session id on every line once the connection has a session. */
   #log: FastifyBaseLogger;
+  readonly #peer: SocketPeer;
+  readonly #bucket: TokenBucket;
+  /** A join or resume is verifying its token: a second one must not race it. */
+  #admitting = false;
 
-  constructor(socket: WebSocket, deps: SignalingDeps, log: FastifyBaseLogger) {
+  constructor(socket: WebSocket, deps: SignalingDeps, log: FastifyBaseLogger, peer: SocketPeer) {
     this.#socket = socket;
     this.#deps = deps;
     this.#log = log;
+    this.#peer = peer;
+    this.#bucket = new TokenBucket(deps.config.limits.signalRate);
   }
 
   start(): void {
@@ -62,6 +81,11 @@ class SignalingConnection {
   }
 
   #onFrame(data: Buffer | Buffer[], isBinary: boolean): void {
+    if (!this.#bucket.take(performance.now())) {
+      const { perSecond, burst } = this.#deps.config.limits.signalRate;
+      this.#reject('SIG_ERR_RATE_LIMITED', `more than ${burst} messages at once or ${perSecond} per second; message dropped`);
+      return;
+    }
     const buffer = Array.isArray(data) ? Buffer.concat(data) : data;
     if (buffer.length > this.#deps.config.maxMessageBytes) {
       this.#reject('SIG_ERR_TOO_LARGE', `message of ${buffer.length} bytes exceeds ${this.#deps.config.maxMessageBytes}`);
@@ -85,12 +109,17 @@ class SignalingConnection {
       this.#send({ type: 'pong', ...(message.id !== undefined ? { id: message.id } : {}) });
       return;
     }
-    if (message.type === 'join') {
-      this.#join(message.room, message.mode);
-      return;
-    }
-    if (message.type === 'resume') {
-      await this.#resume(message.sessionId, message.resumeToken, message.lastTurnIndex ?? -1, message.media ?? 'keep');
+    if (message.type === 'join' || message.type === 'resume') {
+      if (this.#session || this.#admitting) throw new SignalingError('SIG_ERR_ALREADY_JOINED', 'this connection already has a session');
+      this.#admitting = true;
+      try {
+        const claims = await this.#deps.tokens.verify(message.token ?? this.#peer.bearer, { remoteAddress: this.#peer.remoteAddress });
+        if (this.#socket.readyState !== this.#socket.OPEN) return; // gone while the token was checked
+        if (message.type === 'join') this.#join(message.room, message.mode, claims);
+        else await this.#resume(message.sessionId, message.resumeToken, message.lastTurnIndex ?? -1, message.media ?? 'keep', claims);
+      } finally {
+        this.#admitting = false;
+      }
       return;
     }
     const session = this.#session;
@@ -98,13 +127,13 @@ class SignalingConnection {
     const { media } = this.#deps;
     switch (message.type) {
       case 'offer': {
-        checkAudioSdp(message.sdp);
+        checkAudioSdp(message.sdp, this.#deps.sessions.mediaSectionsOf(session));
         const sdp = await media.acceptOffer(session.id, message.sdp);
         if (!session.closed) this.#send({ type: 'answer', sdp });
         return;
       }
       case 'answer':
-        checkAudioSdp(message.sdp);
+        checkAudioSdp(message.sdp, this.#deps.sessions.mediaSectionsOf(session));
         await media.acceptAnswer(session.id, message.sdp);
         return;
       case 'candidate':
@@ -120,18 +149,29 @@ class SignalingConnection {
       case 'history':
         this.#send({ type: 'history', turns: session.history.filter((t) => t.index > (message.afterIndex ?? -1)) });
         return;
+      case 'subscription':
+        this.#checkParticipants(session, [message.participantId]);
+        media.setSubscriptionMuted(session.id, message.participantId, message.muted);
+        return;
+      case 'subscribe':
+        this.#checkParticipants(session, message.participantIds ?? []);
+        media.subscribe(session.id, message.participantIds);
+        return;
     }
   }
 
-  #join(room: string | undefined, requestedMode: string | undefined): void {
-    if (this.#session) throw new SignalingError('SIG_ERR_ALREADY_JOINED', 'this connection already has a session');
-    const mode = (requestedMode ?? 'echo') as SessionMode;
-    if (!SESSION_MODES.includes(mode)) {
-      throw new SignalingError('SIG_ERR_UNSUPPORTED_MODE', `mode "${requestedMode}" is not available; use one of ${SESSION_MODES.join(', ')}`);
+  #join(requestedRoom: string | undefined, requestedMode: string | undefined, claims: AccessClaims): void {
+    authorize(claims, 'join', requestedRoom);
+    // A room-bound token names the room when the join does not.
+    const room = requestedRoom ?? claims.room ?? undefined;
+    const allowed = this.#deps.config.voice.modes;
+    const mode = (requestedMode ?? this.#deps.config.voice.defaultMode) as SessionMode;
+    if (!SESSION_MODES.includes(mode) || !allowed.includes(mode)) {
+      throw new SignalingError('SIG_ERR_UNSUPPORTED_MODE', `mode "${requestedMode}" is not available; use one of ${allowed.join(', ')}`);
     }
     let created: { session: Session; resumeToken: string };
     try {
-      created = this.#deps.sessions.create(room, mode, () => this.#evict());
+      created = this.#deps.sessions.create(room, mode, () => this.#evict(), claims.identity);
     } catch (error) {
       if (error instanceof SignalingError && (error.code === 'SESSION_ERR_CAPACITY' || error.code === 'SERVER_ERR_DRAINING')) {
         this.#send(errorMessage(error.code, error.message));
@@ -153,10 +193,15 @@ class SignalingConnection {
       protocol: PROTOCOL_VERSION,
     });
     this.#send({ type: 'state', state: session.state, previous: null });
+    this.#sendRoom(session);
   }
 
-  async #resume(sessionId: string, token: string, lastTurnIndex: number, media: 'keep' | 'new'): Promise<void> {
-    if (this.#session) throw new SignalingError('SIG_ERR_ALREADY_JOINED', 'this connection already has a session');
+  async #resume(sessionId: string, token: string, lastTurnIndex: number, media: 'keep' | 'new', claims: AccessClaims): Promise<void> {
+    authorize(claims, 'join');
+    // Both must hold: the session's resume token, and an access token of its identity (or admin).
+    // Another identity's session is refused exactly like an unknown one.
+    const target = this.#deps.sessions.get(sessionId);
+    if (target && !mayActFor(claims, target)) throw new SignalingError('SESSION_ERR_RESUME_REFUSED', 'resume refused: start a new session');
     const result = await this.#deps.sessions.resume(sessionId, token, lastTurnIndex, media, (m) => this.#send(m), () => this.#evict());
     const { session } = result;
     this.#adopt(session);
@@ -171,6 +216,17 @@ class SignalingConnection {
       missedTurns: result.missedTurns,
       media: result.media,
     });
+    this.#sendRoom(session); // room events sent while the socket was down are not replayed
+  }
+
+  #sendRoom(session: Session): void {
+    const room = this.#deps.sessions.rooms.snapshot(session.id);
+    if (room) this.#send(room);
+  }
+
+  #checkParticipants(session: Session, participantIds: string[]): void {
+    const unknown = participantIds.find((id) => !this.#deps.sessions.rooms.isOtherParticipant(session.id, id));
+    if (unknown !== undefined) throw new SignalingError('ROOM_ERR_UNKNOWN_PARTICIPANT', `"${unknown}" is not another participant of room "${session.room}"`);
   }
 
   /** Binds this connection to a session (after join or resume). */
@@ -208,7 +264,8 @@ class SignalingConnection {
     this.#log.debug({ code }, 'message refused');
     this.#send(errorMessage(code, message));
     this.#deps.sessions.reportError(code);
-    if (ERRORS[code].retryable) return; // the server's own trouble is not the client's fault
+    // The server's own trouble is not the client's fault; a flood is, though retrying later helps.
+    if (ERRORS[code].retryable && code !== 'SIG_ERR_RATE_LIMITED') return;
     const now = Date.now();
     const { maxBadMessages, abuseWindowMs } = this.#deps.config;
     this.#badMessages = this.#badMessages.filter((t) => now - t < abuseWindowMs);

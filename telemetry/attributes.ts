@@ -16,4 +16,7 @@ export const ATTR = {
   turnIndex: 'voice.turn.index',
   userText: 'voice.turn.user_text',
   agentText: 'voice.turn.agent_text',
+  providerKind: 'voice.provider.kind',
+  providerFrom: 'voice.provider.from',
+  providerTo: 'voice.provider.to',
 } as const;

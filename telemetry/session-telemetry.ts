@@ -54,6 +54,8 @@ export class SessionTelemetry {
       i.fecRecovered.add(0, attrs);
     }
     for (const reason of ['capacity', 'draining']) i.admissionRefusals.add(0, { [ATTR.reason]: reason });
+    // One zero series per provider kind (without from/to: no switch has happened yet).
+    for (const kind of ['stt', 'tts', 'agent', 's2s']) i.providerFallbacks.add(0, { [ATTR.providerKind]: kind });
 
     sessions.on('sessioncreated', (s) => i.sessionsCreated.add(1, { [ATTR.mode]: s.mode }));
     sessions.on('sessionclosed', (s, reason) => {
@@ -87,6 +89,7 @@ export class SessionTelemetry {
     });
     sessions.on('errorreported', (code) => i.errors.add(1, { [ATTR.errorType]: code }));
     sessions.on('refused', (reason) => i.admissionRefusals.add(1, { [ATTR.reason]: reason }));
+    media.on('providerfallback', (info) => i.providerFallbacks.add(1, { [ATTR.providerKind]: info.kind, [ATTR.providerFrom]: info.from, [ATTR.providerTo]: info.to, [ATTR.reason]: info.reason }));
 
     media.on('telemetry', (report) => {
       const attrs = { [ATTR.worker]: report.workerIndex };
@@ -126,6 +129,17 @@ export class SessionTelemetry {
       this.#tracer.startSpan(name, { startTime: from, attributes: { [ATTR.sessionId]: s.id } }, parent).end(to);
     };
     child('voice.turn.endpointing', t.speechEndAt, t.endOfTurnAt);
+    // Agent modes: where the wait for the answer went (speech-to-text, agent, text-to-speech).
+    const stages: Array<[name: string, metric: 'sttLatency' | 'agentLatency' | 'ttsLatency', from: number | null | undefined, to: number | null | undefined]> = [
+      ['voice.stt', 'sttLatency', t.endOfTurnAt, t.sttFinalAt],
+      ['voice.agent', 'agentLatency', t.sttFinalAt, t.agentFirstTextAt],
+      ['voice.tts', 'ttsLatency', t.agentFirstTextAt, t.ttsFirstAudioAt],
+    ];
+    for (const [name, metric, from, to] of stages) {
+      if (from == null || to == null) continue;
+      i[metric].record(Math.max(0, to - from) / 1000, { [ATTR.mode]: turn.mode });
+      child(name, from, to);
+    }
     if (t.firstPacketOutAt !== null) {
       child('voice.turn.response_wait', t.endOfTurnAt, t.firstPacketOutAt);
       child('voice.turn.playback', t.firstPacketOutAt, end);

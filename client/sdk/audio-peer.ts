@@ -11,7 +11,10 @@ export type RemoteSignal = Extract<ServerMessage, { type: 'offer' | 'answer' | '
 export type AudioPeerEvents = {
   /** A message for the server. */
   signal: [message: PeerSignal];
+  /** The agent's audio (the session's own track). */
   remotestream: [stream: MediaStream];
+  /** Rooms: another participant's audio, on the m-line `mid` (the server's `tracks` message says whose). */
+  participantstream: [mid: string | null, stream: MediaStream];
   connectionstatechange: [state: RTCPeerConnectionState];
   icerestart: [trigger: IceRestartTrigger | 'retry', attempt: number];
   icerecovered: [durationMs: number];
@@ -42,7 +45,11 @@ export class AudioPeer extends TypedEmitter<AudioPeerEvents> {
     pc.addEventListener('signalingstatechange', () => {
       if (pc.signalingState === 'stable') this.#sendUnsentCandidates();
     });
-    pc.ontrack = ({ track: remote, streams }) => this.safeEmit('remotestream', streams[0] ?? new MediaStream([remote]));
+    pc.ontrack = ({ track: remote, streams, transceiver }) => {
+      const remoteStream = streams[0] ?? new MediaStream([remote]);
+      if (transceiver === own) this.safeEmit('remotestream', remoteStream);
+      else this.safeEmit('participantstream', transceiver.mid, remoteStream);
+    };
     pc.onconnectionstatechange = () => this.safeEmit('connectionstatechange', pc.connectionState);
     // Every local offer, the first one and ICE restarts included, comes from negotiationneeded.
     pc.onnegotiationneeded = () => void this.#sendOffer();
@@ -50,7 +57,7 @@ export class AudioPeer extends TypedEmitter<AudioPeerEvents> {
     this.#iceRestart.on('restarting', (trigger, attempt) => this.safeEmit('icerestart', trigger, attempt));
     this.#iceRestart.on('recovered', (durationMs) => this.safeEmit('icerecovered', durationMs));
     this.#iceRestart.on('staleoffer', () => this.resendOffer());
-    pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
+    const own = pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
   }
 
   get connectionState(): RTCPeerConnectionState {

@@ -37,8 +37,8 @@ interface ResumeProgress {
 
 export class SessionLink extends TypedEmitter<SessionLinkEvents> {
   readonly #options: SessionLinkOptions;
-  /** Builds the `resume` message when an attempt starts (the token and the last turn change). */
-  readonly #resumeRequest: () => ResumeRequest | null;
+  /** Builds the `resume` message when an attempt starts (the tokens and the last turn change). */
+  readonly #resumeRequest: () => ResumeRequest | null | Promise<ResumeRequest | null>;
   #socket: SignalingSocket | undefined;
   /** The current socket carries the session: joined or resumed on it. */
   #ready = false;
@@ -48,7 +48,7 @@ export class SessionLink extends TypedEmitter<SessionLinkEvents> {
   #sessionEnded = false;
   #closed = false;
 
-  constructor(options: SessionLinkOptions, resumeRequest: () => ResumeRequest | null) {
+  constructor(options: SessionLinkOptions, resumeRequest: () => ResumeRequest | null | Promise<ResumeRequest | null>) {
     super();
     this.#options = options;
     this.#resumeRequest = resumeRequest;
@@ -178,9 +178,17 @@ export class SessionLink extends TypedEmitter<SessionLinkEvents> {
     resume.phase = 'attempt';
     const socket = this.#openSocket();
     resume.timer = window.setTimeout(() => socket.drop('resume attempt timed out'), this.#options.resumeAttemptTimeoutMs);
-    socket.open().then(() => {
+    socket.open().then(async () => {
       if (socket !== this.#socket) return;
-      const request = this.#resumeRequest();
+      let request: ResumeRequest | null;
+      try {
+        request = await this.#resumeRequest();
+      } catch {
+        // No access token for now (e.g. the token endpoint is unreachable): this attempt fails, a later one may not.
+        socket.drop('no access token for the resume');
+        return;
+      }
+      if (socket !== this.#socket || this.#closed) return;
       if (request) socket.send(request);
       else this.#end('nothing to resume');
     }, () => undefined); // the socket's close event schedules the next attempt

@@ -1,7 +1,7 @@
 // VoiceClient: joins a voice session over /v1/signal, sends the microphone and plays the agent's
 // audio. It carries the session through network trouble: an ICE restart while the socket is up,
 // and a resume on a new socket (keeping the peer connection, or replacing it) when the socket is lost.
-import type { IceServerInfo, QualityInfo, ServerMessage } from '../../signaling/protocol.ts';
+import type { IceServerInfo, QualityInfo, ServerMessage, SessionMode } from '../../signaling/protocol.ts';
 import type { ConversationTurn, SessionState } from '../../server/session-types.ts';
 import { AudioPeer, type PeerSignal } from './audio-peer.ts';
 import { DEFAULT_ICE_RESTART_RETRY_MS } from './ice-restart.ts';
@@ -10,35 +10,22 @@ import { watchNetwork } from './network-watch.ts';
 import type { ReconnectBackoffOptions } from './reconnect-backoff.ts';
 import { SessionLink, type ResumeRequest } from './session-link.ts';
 import { TypedEmitter } from './typed-emitter.ts';
+import type { JoinedInfo, LinkCause, ResumedInfo, VoiceClientErrorInfo, VoiceClientEvents } from './voice-client-events.ts';
 
-export type JoinedInfo = Extract<ServerMessage, { type: 'joined' }>;
-export type ResumedInfo = Extract<ServerMessage, { type: 'resumed' }>;
-export type VoiceClientErrorInfo = { code: string; message: string; retryable: boolean };
-/** What an outage is about: the media path (ICE, or a replaced peer connection) or the signaling socket. */
-export type LinkCause = 'media' | 'signaling';
-
-export type VoiceClientEvents = {
-  joined: [info: JoinedInfo];
-  state: [state: SessionState, previous: SessionState | null];
-  turn: [turn: ConversationTurn];
-  error: [error: VoiceClientErrorInfo];
-  connectionstatechange: [state: RTCPeerConnectionState];
-  micLevel: [level: number];
-  /** An outage began: ICE is restarting, or the socket is lost and being resumed. */
-  reconnecting: [cause: LinkCause];
-  /** The outage is over: the session is on a live socket and media runs on fresh ICE credentials. */
-  reconnected: [info: { durationMs: number; causes: LinkCause[] }];
-  /** The session continues on a new socket; its `missedTurns` have been emitted as `turn` first. */
-  resumed: [info: ResumedInfo];
-  quality: [quality: QualityInfo];
-  closed: [reason: string];
-};
+export type { JoinedInfo, LinkCause, ResumedInfo, RoomEvent, SpeechEvent, TranscriptInfo, VoiceClientErrorInfo, VoiceClientEvents } from './voice-client-events.ts';
 
 export interface VoiceClientOptions {
   /** Signaling URL; defaults to ws(s)://<current host>/v1/signal. */
   url: string;
   room?: string;
-  mode?: string;
+  /**
+   * The access token sent in `join` and `resume`: a JWT, or a function called before each of them
+   * (so that a short-lived token is fetched afresh for a resume). A rejection fails that join or
+   * resume attempt.
+   */
+  token?: string | (() => string | Promise<string>);
+  /** The session's mode (`stt_tts`: the voice agent, `echo`: plays the utterance back); the server's default when absent. */
+  mode?: SessionMode;
   /** Audio to send instead of capturing the microphone; the caller keeps ownership of its tracks. */
   mediaStream?: MediaStream;
   /** Where the agent's audio plays; a detached `<audio autoplay>` is created when absent. */
@@ -83,6 +70,8 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
   resumeToken: string | null = null;
   iceServers: IceServerInfo[] = [];
   state: SessionState | null = null;
+  /** The mode the server runs the session in, from `joined`. */
+  mode: SessionMode | null = null;
   /** The last link quality report from the server. */
   quality: QualityInfo | null = null;
 
@@ -93,6 +82,8 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
   #track: MediaStreamTrack | undefined;
   #meter: MicLevelMeter | undefined;
   #audio: HTMLAudioElement | undefined;
+  /** Rooms: the other participants' audio, one element per m-line. */
+  readonly #participantAudio = new Map<string | null, HTMLAudioElement>();
   #joinWaiter: { resolve: (info: JoinedInfo) => void; reject: (err: Error) => void } | undefined;
   #outage: { since: number; down: Set<LinkCause>; seen: Set<LinkCause> } | undefined;
   /** Answers and candidates produced while the socket was down, sent after the resume. */
@@ -126,13 +117,18 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     return this.#muted;
   }
 
-  /** Joins, starts the microphone and sends the offer. Resolves with the `joined` message. */
-  async connect(): Promise<JoinedInfo> {
+  /**
+   * Joins, starts the microphone and sends the offer. Resolves with the `joined` message.
+   * `mode` here overrides the constructor's.
+   */
+  async connect(options: { mode?: SessionMode } = {}): Promise<JoinedInfo> {
     if (this.#closed || this.#started) throw invalidState('connect() may be called once');
     this.#started = true;
     this.#unwatchNetwork = watchNetwork(() => this.#onNetworkChange());
     try {
-      const joined = this.#link.join({ type: 'join', room: this.#options.room, mode: this.#options.mode }).then(
+      const token = await this.#accessToken();
+      const join = { type: 'join' as const, room: this.#options.room, mode: options.mode ?? this.#options.mode, ...(token ? { token } : {}) };
+      const joined = this.#link.join(join).then(
         () => new Promise<JoinedInfo>((resolve, reject) => (this.#joinWaiter = { resolve, reject })),
       );
       const [info, stream] = await Promise.all([joined, this.#acquireAudio()]);
@@ -219,6 +215,7 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     }));
     peer.on('signal', (message) => this.#onPeerSignal(peer, message));
     peer.on('remotestream', (stream) => this.#play(stream));
+    peer.on('participantstream', (mid, stream) => this.#playParticipant(mid, stream));
     peer.on('connectionstatechange', (state) => {
       this.safeEmit('connectionstatechange', state);
       if (state === 'connected' && !peer.restartingIce) this.#linkUp('media');
@@ -235,15 +232,24 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     if (message.type !== 'offer') this.#held.push(message);
   }
 
-  #resumeRequest(): ResumeRequest | null {
+  async #resumeRequest(): Promise<ResumeRequest | null> {
+    if (!this.sessionId || !this.resumeToken) return null;
+    const token = await this.#accessToken();
+    // Read after the token arrived: a turn may have come in meanwhile.
     const { sessionId, resumeToken } = this;
     if (!sessionId || !resumeToken) return null;
     const last = this.turns[this.turns.length - 1];
-    return { type: 'resume', sessionId, resumeToken, lastTurnIndex: last?.index ?? -1, media: this.#peer?.alive ? 'keep' : 'new' };
+    return { type: 'resume', sessionId, resumeToken, lastTurnIndex: last?.index ?? -1, media: this.#peer?.alive ? 'keep' : 'new', ...(token ? { token } : {}) };
+  }
+
+  async #accessToken(): Promise<string | undefined> {
+    const { token } = this.#options;
+    return typeof token === 'function' ? token() : token;
   }
 
   #onResumed(message: ResumedInfo): void {
     this.resumeToken = message.resumeToken;
+    this.mode = message.mode;
     const peer = this.#peer;
     if (message.media === 'kept' && peer && !peer.alive) {
       // The server kept a peer connection ours can no longer talk to: resume again, asking for new media.
@@ -286,6 +292,7 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
         this.sessionId = message.sessionId;
         this.resumeToken = message.resumeToken;
         this.iceServers = message.iceServers;
+        this.mode = message.mode;
         if (this.#muted) this.#sendMute();
         this.#joinWaiter?.resolve(message);
         this.#joinWaiter = undefined;
@@ -308,6 +315,12 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
       case 'history':
         for (const turn of message.turns) this.#addTurn(turn);
         break;
+      case 'transcript':
+        this.safeEmit('transcript', { role: message.role, text: message.text, final: message.final });
+        break;
+      case 'speech':
+        this.safeEmit('speech', message.event);
+        break;
       case 'quality':
         this.quality = message.quality;
         this.safeEmit('quality', message.quality);
@@ -316,6 +329,13 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
         this.#onError({ code: message.code, message: message.message, retryable: message.retryable });
         break;
       case 'pong':
+        break;
+      case 'room':
+      case 'participant':
+      case 'active_speaker':
+      case 'agent':
+      case 'tracks':
+        this.safeEmit('room', message);
         break;
     }
   }
@@ -379,6 +399,15 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     this.#audio.play().catch((err) => console.warn('remote audio did not start', err));
   }
 
+  // Each participant in its own element: one element's stream would replace the agent's.
+  #playParticipant(mid: string | null, stream: MediaStream): void {
+    const audio = this.#participantAudio.get(mid) ?? document.createElement('audio');
+    this.#participantAudio.set(mid, audio);
+    audio.autoplay = true;
+    audio.srcObject = stream;
+    audio.play().catch((err) => console.warn('participant audio did not start', err));
+  }
+
   #stopOwnedTracks(): void {
     if (this.#stream && this.#stream !== this.#options.mediaStream) for (const t of this.#stream.getTracks()) t.stop();
   }
@@ -395,6 +424,8 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     this.#link.close();
     this.#stopOwnedTracks();
     if (this.#audio) this.#audio.srcObject = null;
+    for (const audio of this.#participantAudio.values()) audio.srcObject = null;
+    this.#participantAudio.clear();
     this.safeEmit('closed', reason);
   }
 }

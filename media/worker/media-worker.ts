@@ -6,7 +6,10 @@ import { MediaSession, type MediaClock, type MediaSessionOptions } from '../medi
 import { LatencyHistogram } from '../latency-histogram.ts';
 import { GlareError, InvalidStateError, NoPortsError } from '../peer.ts';
 import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
-import type { WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
+import type { RoomSeat, WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
+import { createConversation } from './conversation-hook.ts';
+import type { Conversation } from '../conversation-events.ts';
+import { WorkerRooms } from './worker-rooms.ts';
 
 const POLL_INTERVAL_MS = 10;
 const FRAME_MS = 20;
@@ -17,11 +20,13 @@ const port = parentPort;
 const init = workerData as WorkerInit;
 const clock: MediaClock = { now: () => performance.now(), wall: () => Date.now() };
 const sessions = new Map<string, MediaSession>();
+const conversations = new Map<string, Conversation>();
 const latency = new LatencyHistogram();
 const lag = new EventLoopLag();
 const telemetryLag = new EventLoopLag();
 let reportedTotals: PacketTotals = emptyTotals();
 const closedTotals = emptyTotals();
+const rooms = new WorkerRooms(clock.now, (event) => post(event));
 
 const post = (event: WorkerEvent): void => port.postMessage(event);
 
@@ -36,7 +41,7 @@ port.on('message', (command: WorkerCommand) => {
 function handle(command: WorkerCommand): void {
   switch (command.op) {
     case 'open':
-      open(command.sessionId, command.options);
+      open(command.sessionId, command.options, command.room);
       return;
     case 'offer':
       reply(command.requestId, session(command.sessionId).peer.acceptOffer(command.sdp).then((sdp) => ({ sdp })));
@@ -48,7 +53,13 @@ function handle(command: WorkerCommand): void {
       reply(command.requestId, session(command.sessionId).peer.addCandidate(command.candidate).then(() => ({})));
       return;
     case 'restartIce':
-      reply(command.requestId, session(command.sessionId).peer.createOffer({ iceRestart: true }).then((sdp) => ({ sdp })));
+      reply(
+        command.requestId,
+        session(command.sessionId).peer.createOffer({ iceRestart: true }).then((sdp) => {
+          rooms.postTracks(command.sessionId);
+          return { sdp };
+        }),
+      );
       return;
     case 'replacePeer':
       reply(command.requestId, session(command.sessionId).replacePeer().then(() => ({})));
@@ -56,8 +67,29 @@ function handle(command: WorkerCommand): void {
     case 'mute':
       session(command.sessionId).setMuted(command.muted);
       return;
+    case 'say': {
+      const conversation = conversations.get(command.sessionId);
+      if (!conversation) throw new InvalidStateError('this session has no agent to speak');
+      conversation.say(command.text);
+      post({ ev: 'reply', requestId: command.requestId, ok: true });
+      return;
+    }
     case 'close':
       void closeSession(command.sessionId);
+      return;
+    case 'subscription':
+      rooms.setSubscriptionMuted(command.sessionId, command.participantId, command.muted);
+      return;
+    case 'subscribe':
+      rooms.subscribe(command.sessionId, command.participantIds);
+      return;
+    case 'agent': {
+      const media = session(command.sessionId);
+      if (!media.agent) attachAgent(command.sessionId, media);
+      return;
+    }
+    case 'renegotiate':
+      session(command.sessionId).renegotiate();
       return;
     case 'stats':
       post({ ev: 'reply', requestId: command.requestId, ok: true, stats: stats(command.reset) });
@@ -65,7 +97,7 @@ function handle(command: WorkerCommand): void {
   }
 }
 
-function open(sessionId: string, options: MediaSessionOptions): void {
+function open(sessionId: string, options: MediaSessionOptions, seat: RoomSeat): void {
   if (sessions.has(sessionId)) return;
   const media = new MediaSession(
     sessionId,
@@ -81,8 +113,29 @@ function open(sessionId: string, options: MediaSessionOptions): void {
   media.on('media', (info) => post({ ev: 'media', sessionId, ...info }));
   media.on('quality', (report) => post({ ev: 'quality', sessionId, report }));
   media.on('speechstart', (at) => post({ ev: 'speech', sessionId, phase: 'start', at }));
+  media.on('offer', (sdp) => {
+    rooms.postTracks(sessionId); // the mapping first, so the client knows the new m-lines' participants
+    post({ ev: 'offer', sessionId, sdp });
+  });
+  rooms.join(seat, sessionId, media);
+  media.setAgent(false);
+  if (seat.agent) attachAgent(sessionId, media);
+}
+
+/** The agent (or the echo) listens to this session's participant from now on. */
+function attachAgent(sessionId: string, media: MediaSession): void {
+  media.setAgent(true);
+  const options = media.options;
+  const conversation = options.mode === 'echo' ? null : createConversation(media, options, (event) => post({ ev: 'conversation', sessionId, event }));
+  if (conversation) {
+    conversations.set(sessionId, conversation);
+    media.on('listen', (event, at) => {
+      if (event.type === 'speech_start') post({ ev: 'speech', sessionId, phase: 'start', at });
+    });
+    return;
+  }
   media.on('utterance', (info) => post({ ev: 'utterance', sessionId, ...info }));
-  media.on('response', (info) => post({ ev: 'response', sessionId, ...info }));
+  media.on('response', ({ playout: _playout, ...info }) => post({ ev: 'response', sessionId, ...info }));
 }
 
 function session(sessionId: string): MediaSession {
@@ -95,6 +148,9 @@ async function closeSession(sessionId: string): Promise<void> {
   const media = sessions.get(sessionId);
   if (!media) return;
   sessions.delete(sessionId);
+  rooms.leave(sessionId);
+  conversations.get(sessionId)?.close();
+  conversations.delete(sessionId);
   addJitterStats(closedTotals, media.jitterBuffer.toJSON());
   await media.close();
   post({ ev: 'closed', sessionId });
@@ -141,6 +197,7 @@ function stats(reset: boolean): WorkerStats {
     latencyBuckets: sparseBuckets(latency),
     heapUsedBytes: memory.heapUsed,
     externalBytes: memory.external,
+    forwarded: rooms.stats(),
   };
   if (reset) latency.reset();
   return value;

@@ -2,16 +2,28 @@
 import type { IceCandidateInit, PeerConnectionState } from '../peer.ts';
 import type { MediaSessionOptions, QualityReport } from '../media-session.ts';
 import type { WorkerStats, WorkerTelemetry } from './worker-stats.ts';
+import type { ConversationWorkerEvent } from '../conversation-events.ts';
+import type { VoiceConfig } from '../../server/voice-config.ts';
+import type { TrackAssignment } from '../room.ts';
+
+/** A session's place in its room. `agent`: the agent (or the echo) listens to this participant. */
+export interface RoomSeat {
+  name: string;
+  participantId: string;
+  agent: boolean;
+}
 
 export interface WorkerInit {
   workerIndex: number;
   portRange: [number, number];
   hostAddresses: string[];
   announcedAddress: string | null;
+  /** Settings of the agent modes, read by the conversation factory the worker entry installs. */
+  voice: VoiceConfig;
 }
 
 export type WorkerCommand =
-  | { op: 'open'; sessionId: string; options: MediaSessionOptions }
+  | { op: 'open'; sessionId: string; options: MediaSessionOptions; room: RoomSeat }
   | { op: 'offer'; sessionId: string; sdp: string; requestId: number }
   | { op: 'answer'; sessionId: string; sdp: string; requestId: number }
   | { op: 'candidate'; sessionId: string; candidate: IceCandidateInit | null; requestId: number }
@@ -20,7 +32,17 @@ export type WorkerCommand =
   /** Full rejoin: the client has a new peer connection; ours is replaced. */
   | { op: 'replacePeer'; sessionId: string; requestId: number }
   | { op: 'mute'; sessionId: string; muted: boolean }
+  /** Make the agent speak a text now. */
+  | { op: 'say'; sessionId: string; text: string; requestId: number }
   | { op: 'close'; sessionId: string }
+  /** Rooms: stop or resume forwarding one participant to this session's client. */
+  | { op: 'subscription'; sessionId: string; participantId: string; muted: boolean }
+  /** Rooms: forward only these participants to this session's client (null: everyone). */
+  | { op: 'subscribe'; sessionId: string; participantIds: string[] | null }
+  /** Rooms: the agent now listens to this session's participant (the previous one left). */
+  | { op: 'agent'; sessionId: string }
+  /** Re-sends an unanswered server offer (lost with a socket), or offers if tracks changed. */
+  | { op: 'renegotiate'; sessionId: string }
   | { op: 'stats'; requestId: number; reset: boolean };
 
 export type WorkerReply =
@@ -41,4 +63,21 @@ export type WorkerEvent =
   | { ev: 'telemetry'; report: WorkerTelemetry }
   /** Sessions that received media since the last report (sent about once a second). */
   | { ev: 'activity'; sessionIds: string[] }
-  | { ev: 'closed'; sessionId: string };
+  | { ev: 'closed'; sessionId: string }
+  /** Rooms: a server offer for the client (outbound tracks changed). */
+  | { ev: 'offer'; sessionId: string; sdp: string }
+  /** Rooms: which m-line carries which participant; sent before each server offer. */
+  | { ev: 'tracks'; sessionId: string; tracks: TrackAssignment[] }
+  /** Rooms: who is speaking (null: nobody for a while). */
+  | { ev: 'activespeaker'; room: string; participantId: string | null }
+  /** Agent modes: the conversation's own events (turns with text, transcripts, errors, fallbacks). */
+  | { ev: 'conversation'; sessionId: string; event: ConversationWorkerEvent }
+  /** A provider chain of this worker moved on to its next provider (cloud -> local, ...). */
+  | { ev: 'providerfallback'; info: ProviderFallbackInfo };
+
+export interface ProviderFallbackInfo {
+  kind: string;
+  from: string;
+  to: string;
+  reason: string;
+}

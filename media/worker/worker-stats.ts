@@ -24,6 +24,8 @@ export interface WorkerStats {
   latencyBuckets: [number, number][];
   heapUsedBytes: number;
   externalBytes: number;
+  /** Rooms: packets forwarded to subscribers, and not forwarded (muted subscriptions), since start. */
+  forwarded?: { packets: number; dropped: number; rooms: number };
 }
 
 /** One telemetry interval of a worker: packet counters as deltas (each counted once), samples. */

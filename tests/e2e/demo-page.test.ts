@@ -1,11 +1,12 @@
-// The demo page in real Chromium against a real server: the fake microphone plays the speech
-// fixture, the server hears the utterance end and echoes it, the page lists the turn, and
-// Disconnect ends the session on the server. Then the same session through an ICE restart and
-// lost WebSockets: the client resumes it, and the turn list stays whole.
+// The demo page in real Chromium against a real server, in echo mode (chosen on the page): the fake
+// microphone plays the speech fixture, the server hears the utterance end and echoes it, the page
+// lists the turn, and Disconnect ends the session on the server. Then the same session through an
+// ICE restart and lost WebSockets: the client resumes it, and the turn list stays whole.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Page, WebSocket as PageWebSocket } from 'playwright-core';
 import { startServer, type RunningServer } from '../helpers/server.ts';
+import { EMBEDDED_AUTH_ENV } from '../helpers/auth.ts';
 import { launchChromium, type ChromiumSession } from '../helpers/chromium.ts';
 import { SPEECH_WAV } from '../helpers/audio.ts';
 import type { ConversationTurn } from '../../server/session-types.ts';
@@ -187,7 +188,7 @@ describe('demo page in Chromium (echo mode)', () => {
   it('connects, echoes an utterance as a turn, receives audio and disconnects', { timeout: 30_000 }, async () => {
     // Started here, not in before(): a failing hook only cancels the test, and a missing browser
     // must count as a failure.
-    const [launched, started] = await Promise.allSettled([launchChromium({ fakeAudioCapture: SPEECH_WAV }), startServer()]);
+    const [launched, started] = await Promise.allSettled([launchChromium({ fakeAudioCapture: SPEECH_WAV }), startServer(EMBEDDED_AUTH_ENV)]);
     if (launched.status === 'fulfilled') browser = launched.value;
     if (started.status === 'fulfilled') server = started.value;
     if (launched.status === 'rejected') throw launched.reason;
@@ -196,6 +197,7 @@ describe('demo page in Chromium (echo mode)', () => {
     const { page } = browser;
     try {
       await step('open the demo page', page.goto(server.url, { timeout: 10_000 }));
+      await step('select echo mode', page.selectOption('#mode', 'echo', { timeout: 5_000 }));
       await step('click Connect', page.click('#connect', { timeout: 5_000 }));
       await step(
         '#state becomes "listening"',
@@ -266,7 +268,7 @@ describe('demo page in Chromium (echo mode)', () => {
   it('restarts ICE and resumes the session over new WebSockets, keeping every turn once', { timeout: 90_000 }, async () => {
     const [launched, started] = await Promise.allSettled([
       launchChromium({ fakeAudioCapture: SPEECH_WAV }),
-      startServer({ ECHO_END_SILENCE_MS: '500' }),
+      startServer({ ECHO_END_SILENCE_MS: '500', ...EMBEDDED_AUTH_ENV }),
     ]);
     if (launched.status === 'fulfilled') resumeBrowser = launched.value;
     if (started.status === 'fulfilled') resumeServer = started.value;
@@ -283,6 +285,7 @@ describe('demo page in Chromium (echo mode)', () => {
     server.sessions.on('reconnect', (_session, outcome) => serverResumes.push(outcome));
     try {
       await step('open the demo page', page.goto(server.url, { timeout: 10_000 }));
+      await step('select echo mode', page.selectOption('#mode', 'echo', { timeout: 5_000 }));
       await step('click Connect', page.click('#connect', { timeout: 5_000 }));
       await step('window.voiceClient is set', page.waitForFunction(() => (window as unknown as TestWindow).voiceClient?.sessionId, null, { timeout: 10_000 }));
       await page.evaluate(() => {

@@ -43,6 +43,20 @@ export function speechPackets(silenceAfterMs = 0): { packets: Uint8Array[]; pcm:
   return { packets, pcm };
 }
 
+/** 16 kHz PCM as 20 ms Opus packets (the last frame padded with silence). */
+export function encodePackets(pcm: Int16Array): Uint8Array[] {
+  const encoder = new OpusFrameEncoder({ sampleRate: 16000, bitrate: 32000, inbandFec: true });
+  const frame = new Int16Array(320);
+  const packets: Uint8Array[] = [];
+  for (let offset = 0; offset < pcm.length; offset += 320) {
+    frame.fill(0);
+    frame.set(pcm.subarray(offset, offset + 320));
+    packets.push(encoder.encode(frame));
+  }
+  encoder.free();
+  return packets;
+}
+
 /** One 20 ms Opus frame of digital silence. */
 export function silencePacket(): Uint8Array {
   const encoder = new OpusFrameEncoder({ sampleRate: 16000 });

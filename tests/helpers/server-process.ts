@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { TEST_AUTH_ENV } from './auth.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -13,6 +14,8 @@ export interface ServerProcess {
   /** Every JSON log line the server printed. */
   logs: Record<string, unknown>[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first log line (already printed or still to come) that matches. */
+  waitForLog(predicate: (entry: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   kill(): void;
 }
 
@@ -35,11 +38,21 @@ export async function startServerProcess(env: Record<string, string> = {}): Prom
       MEDIA_WORKERS: '2',
       RTC_HOST_ADDRESSES: '127.0.0.1',
       LOG_LEVEL: 'info',
+      VOICE_DEFAULT_MODE: 'echo',
+      ...TEST_AUTH_ENV,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
+  const logWaiters: Array<{ predicate: (entry: Record<string, unknown>) => boolean; resolve: (entry: Record<string, unknown>) => void }> = [];
+  const record = (entry: Record<string, unknown>) => {
+    logs.push(entry);
+    for (const waiter of logWaiters.splice(0)) {
+      if (waiter.predicate(entry)) waiter.resolve(entry);
+      else logWaiters.push(waiter);
+    }
+  };
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   let buffered = '';
   const ready = new Promise<void>((resolve, reject) => {
@@ -51,10 +64,10 @@ export async function startServerProcess(env: Record<string, string> = {}): Prom
         buffered = buffered.slice(nl + 1);
         try {
           const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
+          record(entry);
           if (entry.msg === 'voice session server ready') resolve();
         } catch {
-          logs.push({ raw: line });
+          record({ raw: line });
         }
       }
     });
@@ -74,6 +87,14 @@ export async function startServerProcess(env: Record<string, string> = {}): Prom
     wsUrl: `ws://127.0.0.1:${port}/v1/signal`,
     logs,
     exited,
+    waitForLog: (predicate, timeoutMs = 10_000) => {
+      const seen = logs.find(predicate);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('timed out waiting for a log line')), timeoutMs);
+        logWaiters.push({ predicate, resolve: (entry) => (clearTimeout(timer), resolve(entry)) });
+      });
+    },
     kill: () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     },

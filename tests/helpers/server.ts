@@ -1,6 +1,7 @@
 // Starts a real server (Fastify + media workers) on an ephemeral loopback port for one test file.
 import { loadConfig, type Config } from '../../server/config.ts';
 import { buildApp, type VoiceServer } from '../../server/app.ts';
+import { TEST_AUTH_ENV } from './auth.ts';
 
 export interface RunningServer extends VoiceServer {
   url: string;
@@ -15,6 +16,10 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     LOG_LEVEL: 'silent',
     MEDIA_WORKERS: '2',
     RTC_HOST_ADDRESSES: '127.0.0.1',
+    // The media tests are about transport; they talk to the echo. Agent tests ask for stt_tts.
+    VOICE_DEFAULT_MODE: 'echo',
+    // Test clients mint their tokens with this secret; `AUTH_JWT_SECRET: ''` gives the embedded default.
+    ...TEST_AUTH_ENV,
     ...env,
   });
   const server = await buildApp(config);

@@ -5,6 +5,7 @@ import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket, type RT
 import type { ServerMessage } from '../../signaling/protocol.ts';
 import type { ConversationTurn } from '../../server/session-types.ts';
 import { silencePacket } from './audio.ts';
+import { mintTestToken, testIdentity } from './auth.ts';
 
 const SILENCE = silencePacket();
 
@@ -17,6 +18,8 @@ export interface ReceivedPacket {
 }
 
 type Predicate = (m: ServerMessage) => boolean;
+
+const LOOPBACK_DELAY_MS = 40;
 
 export interface TestClientOptions {
   /** Applied to every candidate and SDP the server sends (e.g. to route media through a relay). */
@@ -33,14 +36,33 @@ export interface TestClientOptions {
   rewriteLocal?: (candidateLine: string) => Promise<string>;
   /** Leave server offers to the test (answerServerOffer) instead of answering them at once. */
   manualOffers?: boolean;
+  /**
+   * A device without echo cancellation: what the client receives comes back on its microphone
+   * (the received Opus frames are sent on, mixed over nothing; queued speech still goes first).
+   */
+  loopback?: boolean;
+  /** Who the client is: the identity its access tokens name (default: a fresh one per client). */
+  identity?: string;
+  /**
+   * The access token sent as `Authorization: Bearer` on each WebSocket upgrade: fixed, minted by a
+   * function, or null for none. Default: minted for `identity` with the test secret (tests/helpers/auth.ts).
+   */
+  token?: string | null | (() => Promise<string>);
 }
 
 export class TestClient {
   ws: WebSocket;
   readonly url: string;
   readonly options: TestClientOptions;
+  readonly identity: string;
   readonly messages: ServerMessage[] = [];
+  /** What arrives on the session's own track (the agent's answer, the echo). */
   readonly received: ReceivedPacket[] = [];
+  /** Rooms: what arrives on each further m-line (mid), one per remote participant (see `tracks` messages). */
+  readonly receivedByMid = new Map<string, ReceivedPacket[]>();
+  /** Server offers answered so far (rooms renegotiate with them). */
+  serverOffersAnswered = 0;
+  #answerWaiters: { count: number; resolve: () => void }[] = [];
   pc: RTCPeerConnection | null = null;
   #transceiver: RTCRtpTransceiver | null = null;
   #waiters: { predicate: Predicate; resolve: (m: ServerMessage) => void }[] = [];
@@ -53,10 +75,11 @@ export class TestClient {
   #offerSent = false;
   #outbound: unknown[] = [];
 
-  private constructor(ws: WebSocket, url: string, options: TestClientOptions) {
+  private constructor(ws: WebSocket, url: string, options: TestClientOptions, identity: string) {
     this.ws = ws;
     this.url = url;
     this.options = options;
+    this.identity = identity;
     this.#bind(ws);
   }
 
@@ -81,7 +104,13 @@ export class TestClient {
   }
 
   static async open(url: string, options: TestClientOptions = {}): Promise<TestClient> {
-    return new TestClient(await openSocket(url), url, options);
+    const identity = options.identity ?? testIdentity();
+    return new TestClient(await openSocket(url, await accessToken(options, identity)), url, options, identity);
+  }
+
+  /** A token as this client presents it (see TestClientOptions.token); a fresh one each call. */
+  accessToken(): Promise<string | null> {
+    return accessToken(this.options, this.identity);
   }
 
   /**
@@ -99,8 +128,22 @@ export class TestClient {
 
   #mic: NodeJS.Timeout | null = null;
   #speech: { packets: Uint8Array[]; next: number; skip?: (index: number) => boolean; done: () => void }[] = [];
+  /** loopback: received frames and when they arrived (the "speaker" plays each LOOPBACK_DELAY_MS later). */
+  #loopback: { at: number; payload: Uint8Array }[] = [];
   /** When set, the microphone stops sending (muted track, or a sender that went away). */
   micPaused = false;
+
+  // Like a device whose microphone hears its speaker: the frame captured at (nominal, hardware-clocked)
+  // time `t` is the one that started playing at t, i.e. arrived LOOPBACK_DELAY_MS before. Using the
+  // nominal tick time keeps the acoustic delay fixed even when this process's timers run late.
+  #echoAt(t: number): Uint8Array | undefined {
+    let playing: Uint8Array | undefined;
+    while (this.#loopback.length > 0 && this.#loopback[0].at + LOOPBACK_DELAY_MS <= t) {
+      const next = this.#loopback.shift()!;
+      if (next.at + LOOPBACK_DELAY_MS > t - 20) playing = next.payload;
+    }
+    return playing;
+  }
 
   /** Sends a 20 ms frame every 20 ms (drift-free): queued speech, else silence. */
   startMic(): void {
@@ -119,7 +162,7 @@ export class TestClient {
             current.done();
           }
         } else {
-          this.sendFrame(SILENCE);
+          this.sendFrame(this.#echoAt(start + tick * 20) ?? SILENCE);
         }
       }
       this.#mic = setTimeout(step, Math.max(0, start + tick * 20 - performance.now()));
@@ -214,7 +257,7 @@ export class TestClient {
     const lastTurnIndex = this.turns().at(-1)?.index ?? -1;
     const sessionId = this.sessionId;
     if (!options.keepOldSocket && this.ws.readyState === WebSocket.OPEN) this.ws.terminate();
-    this.ws = await openSocket(this.url);
+    this.ws = await openSocket(this.url, await this.accessToken());
     this.closeInfo = null;
     this.#bind(this.ws);
     const reply = this.next((m) => m.type === 'resumed' || m.type === 'error');
@@ -264,17 +307,29 @@ export class TestClient {
     });
     this.pc = pc;
     this.#transceiver = pc.addTransceiver('audio', { direction: 'sendrecv' });
-    pc.onTrack.subscribe((track) => {
+    // The track event fires again for the same track on each renegotiation: subscribe once.
+    const subscribed = new WeakSet<object>();
+    pc.ontrack = ({ track, transceiver }) => {
+      if (subscribed.has(track)) return;
+      subscribed.add(track);
+      const own = transceiver === this.#transceiver;
       track.onReceiveRtp.subscribe((rtp) => {
-        this.received.push({
+        const packet = {
           sequenceNumber: rtp.header.sequenceNumber,
           timestamp: rtp.header.timestamp,
           marker: rtp.header.marker,
           payload: new Uint8Array(rtp.payload),
           at: performance.now(),
-        });
+        };
+        if (!own) {
+          const mid = transceiver.mid ?? '?';
+          (this.receivedByMid.get(mid) ?? this.receivedByMid.set(mid, []).get(mid)!).push(packet);
+          return;
+        }
+        this.received.push(packet);
+        if (this.options.loopback) this.#loopback.push({ at: performance.now(), payload: new Uint8Array(rtp.payload) });
       });
-    });
+    };
     // werift fires candidates during setLocalDescription, before the offer is out: hold them until then.
     this.#offerSent = false;
     this.#outbound = [];
@@ -346,6 +401,17 @@ export class TestClient {
         this.send({ type: 'answer', sdp: this.#local(pc.localDescription!.sdp) });
         await this.#trickleMapped(pc);
       }
+      this.serverOffersAnswered++;
+      this.#answerWaiters = this.#answerWaiters.filter((w) => (w.count <= this.serverOffersAnswered ? (w.resolve(), false) : true));
+    });
+  }
+
+  /** Resolves once `count` server offers have been answered in all. */
+  serverOffersAnsweredReach(count: number, timeoutMs = 10_000): Promise<void> {
+    if (this.serverOffersAnswered >= count) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.serverOffersAnswered} of ${count} server offers answered`)), timeoutMs);
+      this.#answerWaiters.push({ count, resolve: () => { clearTimeout(timer); resolve(); } });
     });
   }
 
@@ -410,8 +476,14 @@ export class TestClient {
   }
 }
 
-function openSocket(url: string): Promise<WebSocket> {
-  const ws = new WebSocket(url);
+async function accessToken(options: TestClientOptions, identity: string): Promise<string | null> {
+  const { token } = options;
+  if (token === undefined) return mintTestToken({ identity });
+  return typeof token === 'function' ? token() : token;
+}
+
+function openSocket(url: string, token: string | null): Promise<WebSocket> {
+  const ws = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { startServer, waitForSessionClosed, type RunningServer } from '../helpers/server.ts';
 import { TestClient } from '../helpers/werift-client.ts';
 import { speechPackets } from '../helpers/audio.ts';
+import { mintTestToken } from '../helpers/auth.ts';
 
 describe('resume', () => {
   let server: RunningServer;
@@ -45,7 +46,7 @@ describe('resume', () => {
       assert.deepEqual(session.history.map((t) => t.index), [0, 1, 2]);
 
       // The used token is dead: presenting it again is refused like any wrong token.
-      const other = await TestClient.open(server.wsUrl);
+      const other = await TestClient.open(server.wsUrl, { identity: client.identity });
       const refusal = await other.expectError({ type: 'resume', sessionId, resumeToken: firstToken });
       assert.equal(refusal.code, 'SESSION_ERR_RESUME_REFUSED');
       await other.close();
@@ -57,7 +58,7 @@ describe('resume', () => {
 
   it('refuses wrong tokens and unknown sessions with one indistinguishable error', async () => {
     const client = await TestClient.connect(server.wsUrl);
-    const probe = await TestClient.open(server.wsUrl);
+    const probe = await TestClient.open(server.wsUrl, { identity: client.identity });
     try {
       const wrong = await probe.expectError({ type: 'resume', sessionId: client.sessionId, resumeToken: 'x'.repeat(43) });
       const unknown = await probe.expectError({ type: 'resume', sessionId: 'A'.repeat(22), resumeToken: client.resumeToken });
@@ -109,7 +110,7 @@ describe('resume', () => {
 });
 
 describe('reconnect window', () => {
-  it('closes a session that is not resumed in time; its history stays retrievable with the last token', async () => {
+  it('closes a session that is not resumed in time; its history stays retrievable with an access token of its identity', async () => {
     const server = await startServer({ ECHO_END_SILENCE_MS: '400', SESSION_RECONNECT_WINDOW_MS: '1000' });
     const client = await TestClient.connect(server.wsUrl);
     try {
@@ -122,22 +123,22 @@ describe('reconnect window', () => {
       client.dropSocket();
       assert.equal(await closed, 'reconnect_timeout');
 
-      const late = await TestClient.open(server.wsUrl);
+      const late = await TestClient.open(server.wsUrl, { identity: client.identity });
       const refusal = await late.expectError({ type: 'resume', sessionId, resumeToken: token });
       assert.equal(refusal.code, 'SESSION_ERR_RESUME_REFUSED', 'an expired token is refused');
       await late.close();
 
       await server.sessions.flush();
-      const history = await fetch(`${server.url}/v1/sessions/${sessionId}/history`, { headers: { authorization: `Bearer ${token}` } });
+      const history = await fetch(`${server.url}/v1/sessions/${sessionId}/history`, { headers: { authorization: `Bearer ${await client.accessToken()}` } });
       assert.equal(history.status, 200);
       const body = (await history.json()) as { turns: { index: number }[]; closeReason: string; state: string };
       assert.deepEqual(body.turns.map((t) => t.index), [0]);
       assert.equal(body.closeReason, 'reconnect_timeout');
       assert.equal(body.state, 'disconnected');
-      const wrong = await fetch(`${server.url}/v1/sessions/${sessionId}/history`, { headers: { authorization: 'Bearer nope' } });
-      assert.equal(wrong.status, 404);
+      const wrong = await fetch(`${server.url}/v1/sessions/${sessionId}/history`, { headers: { authorization: `Bearer ${await mintTestToken({ identity: 'someone-else' })}` } });
+      assert.equal(wrong.status, 404, 'another identity is told there is no such session');
       const none = await fetch(`${server.url}/v1/sessions/${sessionId}/history`);
-      assert.equal(none.status, 404);
+      assert.equal(none.status, 401);
     } finally {
       await client.close();
       await server.close();

@@ -12,6 +12,8 @@ describe('client message schemas', () => {
     for (const m of [
       { type: 'join' },
       { type: 'join', room: 'a.b-c_1', mode: 'echo' },
+      { type: 'join', token: 'header.payload.signature' },
+      { type: 'resume', sessionId: 's', resumeToken: 'r', token: 'header.payload.signature' },
       { type: 'offer', sdp: 'v=0' },
       { type: 'answer', sdp: 'v=0' },
       { type: 'candidate', candidate: null },
@@ -48,7 +50,7 @@ describe('client message schemas', () => {
     assert.equal(code('{"type":"candidate","candidate":{"candidate":"x","port":1}}'), 'SIG_ERR_BAD_MESSAGE');
     assert.equal(code(JSON.stringify({ type: 'join', room: 'x'.repeat(65) })), 'SIG_ERR_BAD_MESSAGE');
     assert.equal(code(JSON.stringify({ type: 'join', room: 'a b' })), 'SIG_ERR_BAD_MESSAGE');
-    assert.equal(code(JSON.stringify({ type: 'offer', sdp: 'v'.repeat(33 * 1024) })), 'SIG_ERR_BAD_MESSAGE');
+    assert.equal(code(JSON.stringify({ type: 'offer', sdp: 'v'.repeat(33 * 1024) })), 'SIG_ERR_SDP_TOO_LARGE');
   });
 
   it('names the offending field in the message', () => {

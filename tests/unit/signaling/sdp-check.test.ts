@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkAudioSdp, MAX_SDP_LINES } from '../../../signaling/sdp-check.ts';
 import { SignalingError } from '../../../signaling/errors.ts';
+import { MAX_SDP_CHARS } from '../../../signaling/protocol.ts';
 
 const VALID = [
   'v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 't=0 0', 'm=audio 9 UDP/TLS/RTP/SAVPF 111 0', 'c=IN IP4 0.0.0.0',
@@ -39,6 +40,9 @@ describe('SDP checks', () => {
   it('refuses audio without Opus', () => assert.equal(codeOf(VALID.replace('a=rtpmap:111 opus/48000/2\r\n', '')), 'SIG_ERR_NO_OPUS'));
   it('caps the line count', () => {
     const long = VALID + Array.from({ length: MAX_SDP_LINES }, (_, i) => `a=x-filler:${i}`).join('\r\n');
-    assert.equal(codeOf(long), 'SIG_ERR_BAD_SDP');
+    assert.equal(codeOf(long), 'SIG_ERR_SDP_TOO_LARGE');
+  });
+  it('caps the size', () => {
+    assert.equal(codeOf(VALID + `a=x-filler:${'x'.repeat(MAX_SDP_CHARS)}\r\n`), 'SIG_ERR_SDP_TOO_LARGE');
   });
 });

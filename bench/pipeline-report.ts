@@ -1,0 +1,144 @@
+// The listening-pipeline part of the report (bench/pipeline.ts): its table, its targets and the
+// definitions of its figures, in the style of report.ts.
+import { alignColumns, fmt, SATURATED_PERCENT, type StepResult } from './report.ts';
+import { energyOnlyShare, SILERO_INSTANCES_PER_WORKER } from './vad-demand.ts';
+import { ROOM_NOISE_DBFS } from './speech-loop.ts';
+import type { PipelineResult } from './pipeline.ts';
+
+/** Issue target: event-loop lag p99 in every thread (main and media workers). */
+export const LAG_LIMIT_MS = 20;
+/** Issue target: the foundation's per-session CPU budget, kept with the pipeline on every frame. */
+export const PIPELINE_CPU_LIMIT_MS = 3;
+
+/**
+ * CPU per session-second of the listening pipeline itself: an stt_tts row minus the echo-mode
+ * baseline at the same session count; null where there is no such baseline.
+ */
+export function pipelineCpuMs(row: StepResult, rows: StepResult[]): number | null {
+  if (row.load !== 'talking' && row.load !== 'silent') return null;
+  const baseline = rows.find((r) => r.load === 'baseline' && r.connected === row.connected);
+  return baseline ? row.cpuMsPerSessionSecond - baseline.cpuMsPerSessionSecond : null;
+}
+
+export function worstLag(row: StepResult): { ms: number; thread: string } {
+  let worst = { ms: 0, thread: 'main' };
+  for (const [thread, ms] of Object.entries(row.lagP99Ms)) if (ms > worst.ms) worst = { ms, thread };
+  return worst;
+}
+
+/** One log line after a step. `leaseShare`: null where the estimate does not apply. */
+export function describeRow(r: StepResult, workers: number, leaseShare: number | null): string {
+  const c = r.conversation;
+  const energy = leaseShare !== null && r.load === 'talking' ? `, est. energy-only VAD ${(energyOnlyShare(r.connected, workers, leaseShare) * 100).toFixed(0)}%` : '';
+  const answers = c && r.load === 'answering' ? `, answered ${c.answered} (interrupted ${c.interrupted}), answer delay p50/p95 ${fmt(c.answerDelayP50Ms, 0)}/${fmt(c.answerDelayP95Ms, 0)} ms` : '';
+  return `  cpu ${r.cpuMsPerSessionSecond.toFixed(2)} ms/session-s (${r.serverCpuPercentOfCore.toFixed(0)}% of a core), ` +
+    `lag p99 ${Object.entries(r.lagP99Ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')} ms, ` +
+    `turns heard ${c?.turnsHeard ?? '-'}/${c?.utterancesSent ?? '-'} utterances${answers}${energy}, box ${r.machineBusyPercent.toFixed(0)}% busy` +
+    (r.loadGenerator.keptPace ? '' : ' (load generator fell behind)');
+}
+
+export function formatPipelineTable(result: PipelineResult, workerCount: number): string {
+  const threads = ['main', ...Array.from({ length: workerCount }, (_, i) => `w${i}`)];
+  const header = [
+    'load', 'sessions', 'cpu ms/sess-s', 'pipeline ms/sess-s', 'RSS MB/sess', `lag p99 ms ${threads.join('/')}`, 'missing', 'lat p50/p99 ms',
+    'turns/utterances', 'energy-only VAD (est.)', 'answered (interrupted)', 'answer p50/p95 ms', 'errors',
+    'client timer p99/max', 'box busy', 'other cpu',
+  ];
+  const rows = [...result.rows, ...(result.answering ? [result.answering] : [])];
+  const lines = rows.map((r) => {
+    const c = r.conversation;
+    const answering = r.load === 'answering';
+    const errors = Object.entries(c?.errors ?? {}).map(([code, n]) => `${code} ${n}`).join(', ');
+    return [
+      r.load,
+      r.connected === r.sessions ? String(r.sessions) : `${r.connected}/${r.sessions}`,
+      fmt(r.cpuMsPerSessionSecond, 2),
+      fmt(pipelineCpuMs(r, result.rows), 2),
+      fmt(r.rssMbPerSession, 2),
+      threads.map((t) => `${fmt(r.lagP99Ms[t])}${(r.lagP99Ms[t] ?? 0) > LAG_LIMIT_MS ? '*' : ''}`).join('/'),
+      String(r.packets.missingAtServer),
+      `${fmt(r.latencyP50Ms, 2)}/${fmt(r.latencyP99Ms, 2)}`,
+      c ? `${c.turnsHeard}/${c.utterancesSent}` : '-',
+      r.load === 'talking' ? `${(energyOnlyShare(r.connected, workerCount, result.talkingLoop.sileroLeaseShare) * 100).toFixed(0)}%` : r.load === 'silent' ? 'gated' : '-',
+      answering && c ? `${c.answered} (${c.interrupted})` : r.load === 'baseline' ? 'echo mode' : 'stub: none',
+      answering && c ? `${fmt(c.answerDelayP50Ms, 0)}/${fmt(c.answerDelayP95Ms, 0)}` : '-',
+      errors || '-',
+      `${fmt(r.loadGenerator.timerLagP99Ms)}/${fmt(r.loadGenerator.timerLagMaxMs)}${r.loadGenerator.keptPace ? '' : ' !'}`,
+      `${fmt(r.machineBusyPercent, 0)}%${r.machineBusyPercent > SATURATED_PERCENT ? ' !' : ''}`,
+      `${fmt(r.otherCpuPercentOfCore, 0)}%${r.contended ? ' !' : ''}`,
+    ];
+  });
+  return alignColumns([header, ...lines]);
+}
+
+export interface PipelineCheck {
+  target: string;
+  limit: string;
+  /** The figure (ms, or sessions for the search); null where it could not be measured. */
+  value: number | null;
+  /** The figure as printed, with its context. */
+  shown: string;
+  pass: boolean | null;
+}
+
+/** The issue's targets, checked on the first talking and silent rows and on the search. */
+export function pipelineChecks(result: PipelineResult): PipelineCheck[] {
+  const checks: PipelineCheck[] = [];
+  for (const load of ['talking', 'silent'] as const) {
+    const row = result.rows.find((r) => r.load === load);
+    if (!row) continue;
+    const pipeline = pipelineCpuMs(row, result.rows);
+    checks.push({
+      target: `listening pipeline CPU per session-second with VAD gating (${load} - baseline), ${row.sessions} ${load} sessions`,
+      limit: `<= ${PIPELINE_CPU_LIMIT_MS} ms`,
+      value: pipeline,
+      shown: fmt(pipeline, 2),
+      pass: pipeline === null ? null : pipeline <= PIPELINE_CPU_LIMIT_MS,
+    });
+    checks.push({
+      target: `whole server CPU per session-second (foundation target), ${row.sessions} ${load} sessions`,
+      limit: `<= ${PIPELINE_CPU_LIMIT_MS} ms`,
+      value: row.cpuMsPerSessionSecond,
+      shown: fmt(row.cpuMsPerSessionSecond, 2),
+      pass: row.cpuMsPerSessionSecond <= PIPELINE_CPU_LIMIT_MS,
+    });
+    const lag = worstLag(row);
+    checks.push({ target: `event-loop lag p99, worst thread, ${row.sessions} ${load} sessions`, limit: `<= ${LAG_LIMIT_MS} ms`, value: lag.ms, shown: `${fmt(lag.ms)} (${lag.thread})`, pass: lag.ms <= LAG_LIMIT_MS });
+  }
+  const s = result.search;
+  const failed = s.steps.find((x) => !x.pass);
+  const doubtful = s.steps.filter((x) => x.caveats.length > 0).map((x) => x.sessions);
+  const found = s.maxTalkingSessions !== null ? String(s.maxTalkingSessions) : s.steps.length > 0 ? `< ${s.steps[0]!.sessions}` : 'not measured';
+  checks.push({
+    target: `largest number of talking sessions with lag p99 <= ${LAG_LIMIT_MS} ms in every thread`,
+    limit: 'report',
+    value: s.maxTalkingSessions,
+    shown: `${found} (${failed ? `${failed.sessions}: ${failed.note}` : s.steps.length > 0 ? `no failure up to ${s.steps.at(-1)!.sessions}` : 'no step'}; stopped: ${s.stoppedBy})` +
+      (doubtful.length > 0 ? `; doubtful steps (see search): ${doubtful.join(', ')}` : ''),
+    pass: null,
+  });
+  return checks;
+}
+
+export function formatSearch(result: PipelineResult): string {
+  const steps = result.search.steps.map((x) => `${x.sessions} ${x.pass ? 'pass' : 'FAIL'} (${x.worstLagP99Ms.toFixed(1)} ms ${x.worstThread}` +
+    `${x.caveats.length > 0 ? `; ${x.caveats.join(', ')}` : ''})`);
+  return `  search: ${steps.join('; ') || 'no step'}; stopped: ${result.search.stoppedBy}`;
+}
+
+export function formatPipelineChecks(result: PipelineResult): string {
+  const verdict = (pass: boolean | null) => (pass === null ? '' : pass ? ' PASS' : ' FAIL');
+  return alignColumns([['target', 'limit', 'value'], ...pipelineChecks(result).map((c) => [c.target, c.limit, `${c.shown}${verdict(c.pass)}`])]);
+}
+
+export const PIPELINE_DEFINITIONS: Record<string, string> = {
+  mode: 'talking/silent/answering rows: clients join in stt_tts mode, and each decoded 20 ms frame goes through the listening pipeline (media/listening-pipeline.ts: VoiceActivity = energy pre-gate + pooled Silero VAD, echo guard, turn detector). baseline row: the same silent clients in echo mode (receive, decode, energy endpointing; no echo, as nothing is said). Figures are defined as for the echo steps (DEFINITIONS), over the same kind of window.',
+  pipelineCpu: 'pipeline ms/sess-s = cpu ms/sess-s of the stt_tts row - that of the baseline row at the same session count (same server, same load generator): what the listening pipeline adds to the foundation per session-second. The difference of two measurements on a shared box: noisy, compare a few runs. The baseline sends room noise, which costs a little more to decode than the talking clients\' speech with its silences, so the talking figure errs low by about that (~0.3 ms measured in-process).',
+  answers: 'talking/silent rows: STT is a loopback stub (bench/stt-stub.ts) that answers each turn\'s upload (the OpenAI STT adapter: WAV, multipart POST at end of turn) at once with an empty transcript, so no turn is answered. Server CPU thus covers the pipeline plus each turn\'s upload, not recognition, agent or synthesis. answering row: a server of its own with the local providers (pocketsphinx STT, one decoder per worker -> rule agent -> flite TTS); clients pause 8 s after each utterance so the answer (the rule agent\'s fallback reply, ~6 s) can play; the window lasts at least one loop; RSS per session is against the RSS right after start.',
+  talking: 'Each client loops the speech fixture then BENCH_PIPELINE_SILENCE_MS of silence, spread evenly over the loop.',
+  silent: `Each client loops quiet white noise at ${ROOM_NOISE_DBFS} dBFS, below the gate floor (-55 dBFS): every frame is gated, Silero never runs.`,
+  turns: 'turns/utterances: `speech end_of_turn` messages the clients received in the window / utterances they finished sending in it. About 1 when the pipeline hears every utterance once (a pause inside the fixture can make it more; frames judged by energy alone may differ).',
+  energyOnlyVad: `Estimate (the server reports no VAD counters): share of the frames that want Silero that get an energy-only verdict because the worker's pool (${SILERO_INSTANCES_PER_WORKER} instances) is exhausted. From the share of time one talking client holds a Silero lease (the server's VoiceActivity run over the client's loop in the runner: talkingLoop.sileroLeaseShare) x sessions / workers, against the cap. Where it is above 0, CPU per session falls with more sessions because fewer frames reach Silero. talkingLoop.sileroFrameShare: share of a talking client\'s frames that Silero runs on (the others are gated), the part that costs CPU.`,
+  search: `Starts from the talking step (BENCH_PIPELINE_SESSIONS) and tries the session counts of BENCH_PIPELINE_SEARCH above it while steps pass (below it, downwards, if it failed), at most BENCH_PIPELINE_MAX_STEPS more, while they fit in BENCH_PIPELINE_LIMIT_S. A step passes when every client is listening and event-loop lag p99 <= ${LAG_LIMIT_MS} ms in every thread. maxTalkingSessions = the largest passing step below the smallest failing one (the true limit lies between the two; without a failure it is at least that). Steps with caveats (load generator behind, box saturated, other processes) describe the shared box more than the server.`,
+  answerDelay: 'answering row, server turn timings per answered turn: first answer packet sent - end of the user\'s speech (includes the endpointing silence, STT final, agent and TTS first audio, and any wait for the worker\'s decoder).',
+};

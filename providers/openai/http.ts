@@ -1,0 +1,306 @@
+/**
+ * HTTP plumbing shared by the OpenAI adapters: one POST whose response body is read as a stream
+ * under two timeouts (until the first body byte, then between chunks), every failure mapped to a
+ * ProviderError, and a parser for server-sent events.
+ *
+ * The caller's AbortSignal is not a failure: once it fires, reads reject with an AbortError
+ * (see isAbort) and the adapters end their iteration quietly.
+ */
+import { ProviderError, isAbort } from '../types.ts';
+
+export interface HttpStreamRequest {
+  provider: string;
+  url: string;
+  /** Sent as a Bearer token when non-empty (local OpenAI-compatible servers need none); redacted from errors. */
+  apiKey?: string;
+  /** A string is sent as JSON; FormData as multipart/form-data. */
+  body: string | FormData;
+  accept: string;
+  signal: AbortSignal;
+  /** From sending the request until the first byte of the response body (connect, upload, first token). */
+  firstByteTimeoutMs: number;
+  /** Between two chunks of the body; the time the reader spends holding a chunk does not count. */
+  idleTimeoutMs: number;
+}
+
+/** An HTTP error status, with the wait the vendor asked for (Retry-After) when it gave one. */
+export class ProviderHttpError extends ProviderError {
+  readonly retryAfterMs: number | undefined;
+
+  constructor(provider: string, status: number, detail: string, retryAfterMs?: number) {
+    const template = ProviderError.fromHttpStatus(provider, status, detail);
+    super(provider, template.code, template.message, template.retryable, status);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+const MAX_DETAIL_CHARS = 300;
+
+/** Sends the request and waits for the status line; a non-2xx status rejects with a ProviderHttpError. */
+export async function openHttpStream(request: HttpStreamRequest): Promise<HttpStream> {
+  const stream = new HttpStream(request);
+  try {
+    await stream.start();
+    return stream;
+  } catch (error) {
+    stream.close();
+    throw error;
+  }
+}
+
+export class HttpStream {
+  readonly #request: HttpStreamRequest;
+  // Aborted by the caller's signal, by a timeout, or by close(): all three tear the socket down.
+  readonly #controller = new AbortController();
+  readonly #onCallerAbort = (): void => this.#controller.abort();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timeout: ProviderError | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #receivedBody = false;
+  contentType = '';
+
+  constructor(request: HttpStreamRequest) {
+    this.#request = request;
+    if (request.signal.aborted) this.#controller.abort();
+    else request.signal.addEventListener('abort', this.#onCallerAbort, { once: true });
+  }
+
+  async start(): Promise<void> {
+    const { url, apiKey, body, accept, firstByteTimeoutMs } = this.#request;
+    const headers: Record<string, string> = { accept };
+    if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+    if (typeof body === 'string') headers['content-type'] = 'application/json';
+    this.#arm(firstByteTimeoutMs, `no response within ${firstByteTimeoutMs} ms`);
+    let response: Response;
+    try {
+      response = await fetch(url, { method: 'POST', headers, body, signal: this.#controller.signal });
+    } catch (error) {
+      throw this.#failure(error, 'PROVIDER_ERR_NETWORK', 'request failed');
+    }
+    this.contentType = response.headers.get('content-type') ?? '';
+    this.#reader = response.body?.getReader();
+    if (!response.ok) throw await this.#httpError(response);
+  }
+
+  /** The response body as it arrives. */
+  async *chunks(): AsyncGenerator<Uint8Array> {
+    const reader = this.#reader;
+    if (!reader) return;
+    const { idleTimeoutMs } = this.#request;
+    for (;;) {
+      // Until the first body byte the timer armed in start() keeps running.
+      if (this.#receivedBody) this.#arm(idleTimeoutMs, `no data for ${idleTimeoutMs} ms`);
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (error) {
+        throw this.#failure(error, 'PROVIDER_ERR_CONNECTION_LOST', 'connection lost mid-response');
+      }
+      this.#disarm();
+      if (result.done) return;
+      this.#receivedBody = true;
+      yield result.value;
+    }
+  }
+
+  /** The whole body as text (bounded: an error page or a JSON answer, never audio). */
+  async text(limit = MAX_ERROR_BODY_BYTES): Promise<string> {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of this.chunks()) {
+      parts.push(chunk);
+      size += chunk.length;
+      if (size >= limit) break;
+    }
+    return Buffer.concat(parts).subarray(0, limit).toString('utf8');
+  }
+
+  /** Ends the exchange; an unfinished response is aborted, which closes its connection. */
+  close(): void {
+    this.#disarm();
+    this.#request.signal.removeEventListener('abort', this.#onCallerAbort);
+    this.#controller.abort();
+  }
+
+  #arm(ms: number, what: string): void {
+    this.#disarm();
+    this.#timer = setTimeout(() => {
+      const { provider } = this.#request;
+      this.#timeout = new ProviderError(provider, 'PROVIDER_ERR_TIMEOUT', `${provider}: ${what}`, true);
+      this.#controller.abort();
+    }, ms);
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #failure(error: unknown, code: string, what: string): unknown {
+    const { provider, signal, apiKey } = this.#request;
+    if (signal.aborted) return abortError(signal);
+    if (this.#timeout) return this.#timeout;
+    if (error instanceof ProviderError) return error;
+    return new ProviderError(provider, code, redact(`${provider}: ${what}: ${describe(error)}`, apiKey), true);
+  }
+
+  async #httpError(response: Response): Promise<unknown> {
+    const { provider, apiKey } = this.#request;
+    let detail = response.statusText;
+    try {
+      detail = vendorMessage(await this.text()) || detail;
+    } catch (error) {
+      if (this.#request.signal.aborted || this.#timeout) throw this.#failure(error, '', '');
+      // The status says enough when the error body itself cannot be read.
+    }
+    return new ProviderHttpError(provider, response.status, redact(detail, apiKey), retryAfterMs(response.headers));
+  }
+}
+
+/**
+ * An `error` object inside a 200 response (OpenAI sends one mid-stream when generation fails).
+ * Server errors and rate limits are worth retrying; a refused request is not.
+ */
+export function vendorError(provider: string, error: unknown, apiKey?: string): ProviderError {
+  const { message, type, code } = (typeof error === 'object' && error !== null ? error : { message: error }) as Record<string, unknown>;
+  const retryable = type === 'server_error' || code === 'rate_limit_exceeded' || code === 'server_error';
+  const text = truncate(typeof message === 'string' && message ? message : String(code ?? type ?? 'unknown error'));
+  return new ProviderError(provider, 'PROVIDER_ERR_VENDOR', redact(`${provider}: ${text}`, apiKey), retryable);
+}
+
+/** JSON from the vendor; garbage means a broken peer or proxy, which a retry will not fix. */
+export function parseVendorJson(provider: string, text: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === 'object' && value !== null) return value as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  return throwBadResponse(provider, `not a JSON object: ${truncate(text, 80)}`);
+}
+
+export function throwBadResponse(provider: string, detail: string): never {
+  throw new ProviderError(provider, 'PROVIDER_ERR_BAD_RESPONSE', `${provider}: ${detail}`, false);
+}
+
+/** The stream stopped before its end marker: the server or a proxy gave up; another try may work. */
+export function truncatedError(provider: string): ProviderError {
+  return new ProviderError(provider, 'PROVIDER_ERR_TRUNCATED', `${provider}: response ended before its end marker`, true);
+}
+
+export function abortError(signal: AbortSignal): Error {
+  return isAbort(signal.reason) ? (signal.reason as Error) : new DOMException('The operation was aborted', 'AbortError');
+}
+
+/** `retry-after-ms` (OpenAI) wins over `retry-after`, which is seconds or an HTTP date. */
+export function retryAfterMs(headers: Headers, now = Date.now()): number | undefined {
+  const ms = Number(headers.get('retry-after-ms') ?? NaN);
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const value = headers.get('retry-after');
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+// API keys in vendor messages ("Incorrect API key provided: sk-...") never reach logs.
+export function redact(text: string, apiKey?: string): string {
+  const withoutKey = apiKey ? text.split(apiKey).join('[redacted]') : text;
+  return withoutKey.replace(/\bsk-[A-Za-z0-9_*-]{4,}/g, 'sk-[redacted]');
+}
+
+function vendorMessage(body: string): string {
+  try {
+    const { error, message } = JSON.parse(body) as { error?: unknown; message?: unknown };
+    const text = typeof error === 'object' && error !== null ? (error as { message?: unknown }).message : (error ?? message);
+    if (typeof text === 'string' && text) return truncate(text);
+  } catch {
+    // not JSON: an HTML or text error page from a proxy
+  }
+  return truncate(body.trim());
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause as { code?: string; message?: string } | undefined;
+  return cause ? `${error.message} (${cause.code ?? cause.message})` : error.message;
+}
+
+function truncate(text: string, max = MAX_DETAIL_CHARS): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-sent events (https://html.spec.whatwg.org/multipage/server-sent-events.html)
+
+export interface SseEvent {
+  event: string;
+  data: string;
+}
+
+/** Bytes in, complete events out; lines and UTF-8 characters may be split anywhere across chunks. */
+export class SseParser {
+  readonly #decoder = new TextDecoder();
+  #line = '';
+  #data: string[] = [];
+  #event = '';
+  // A CR ended the last chunk: an LF opening the next one belongs to the same line break.
+  #skipLf = false;
+
+  push(bytes: Uint8Array): SseEvent[] {
+    return this.#feed(this.#decoder.decode(bytes, { stream: true }));
+  }
+
+  /** The stream ended: a last event without its blank line is still delivered. */
+  end(): SseEvent[] {
+    const events = this.#feed(`${this.#decoder.decode()}\n\n`);
+    this.#line = '';
+    return events;
+  }
+
+  #feed(text: string): SseEvent[] {
+    const events: SseEvent[] = [];
+    let start = 0;
+    if (this.#skipLf && text.length > 0) {
+      if (text.charCodeAt(0) === 10) start = 1;
+      this.#skipLf = false;
+    }
+    for (let i = start; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c !== 10 && c !== 13) continue;
+      this.#takeLine(this.#line + text.slice(start, i), events);
+      this.#line = '';
+      if (c === 13) {
+        if (i + 1 === text.length) this.#skipLf = true;
+        else if (text.charCodeAt(i + 1) === 10) i++;
+      }
+      start = i + 1;
+    }
+    this.#line += text.slice(start);
+    return events;
+  }
+
+  #takeLine(line: string, events: SseEvent[]): void {
+    if (line === '') {
+      if (this.#data.length > 0) events.push({ event: this.#event || 'message', data: this.#data.join('\n') });
+      this.#data = [];
+      this.#event = '';
+      return;
+    }
+    if (line.charCodeAt(0) === 58) return; // ':' starts a comment (keep-alive)
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? '' : line.slice(colon + 1);
+    if (value.charCodeAt(0) === 32) value = value.slice(1);
+    if (field === 'data') this.#data.push(value);
+    else if (field === 'event') this.#event = value;
+  }
+}
+
+export async function* sseEvents(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<SseEvent> {
+  const parser = new SseParser();
+  for await (const chunk of chunks) yield* parser.push(chunk);
+  yield* parser.end();
+}

@@ -1,0 +1,36 @@
+/**
+ * Per worker: the Silero pool and the RNNoise runtime; per session: a VoiceActivity stage (energy
+ * pre-gate, Silero, optional denoise) adapted to what the listening pipeline needs.
+ */
+import type { VoiceConfig } from '../voice-config.ts';
+import type { VadStage } from '../../media/listening-pipeline.ts';
+import { VoiceActivity } from '../../media/vad/voice-activity.ts';
+import { SileroVadPool } from '../../media/vad/silero-vad.ts';
+import { loadRnnoiseRuntime, RnnoiseDenoiser, type RnnoiseRuntime } from '../../media/denoise/rnnoise-denoiser.ts';
+
+let pool: SileroVadPool | null = null;
+let rnnoise: RnnoiseRuntime | null = null;
+
+/** Loads what the worker's sessions will need, so the first session does not wait for it. */
+export async function prepareVad(config: VoiceConfig): Promise<void> {
+  pool ??= new SileroVadPool({ threshold: config.vad.threshold });
+  if (config.denoise !== 'off') rnnoise ??= await loadRnnoiseRuntime();
+}
+
+export function createVadStage(config: VoiceConfig): VadStage & { close(): void } {
+  pool ??= new SileroVadPool({ threshold: config.vad.threshold });
+  const denoiser = config.denoise !== 'off' && rnnoise ? new RnnoiseDenoiser(rnnoise, { policy: { mode: config.denoise } }) : null;
+  // The listening pipeline keeps its own pre-roll (it must hold the onset frames too).
+  const activity = new VoiceActivity(pool, { minSpeechMs: config.vad.minSpeechMs, preRollMs: 0 }, denoiser);
+  return {
+    push(frame) {
+      const decision = activity.push(frame);
+      return { speaking: decision.speaking, voiced: decision.voiced, levelDb: decision.levelDb, frame: decision.frame };
+    },
+    reset: () => activity.reset(),
+    close() {
+      activity.close();
+      denoiser?.close();
+    },
+  };
+}

@@ -1,0 +1,86 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { EchoGuard } from '../../../media/echo-guard.ts';
+import { frameLevelDb } from '../../../media/speech-detector.ts';
+import { readWav, SPEECH_WAV } from '../../helpers/audio.ts';
+
+const speech = readWav(SPEECH_WAV).samples;
+const FRAME = 320;
+const frameAt = (pcm: Int16Array, i: number): Int16Array => {
+  const out = new Int16Array(FRAME);
+  out.set(pcm.subarray(i * FRAME, Math.min(pcm.length, (i + 1) * FRAME)));
+  return out;
+};
+const scaled = (frame: Int16Array, gain: number): Int16Array => frame.map((v) => Math.max(-32768, Math.min(32767, Math.round(v * gain))));
+const mix = (a: Int16Array, b: Int16Array): Int16Array => a.map((v, i) => Math.max(-32768, Math.min(32767, v + b[i])));
+
+// The server sends the fixture; the microphone hears `inbound(i, echoFrame)` where echoFrame is what
+// was sent `delayFrames` earlier. Returns the fraction of loud inbound frames judged echo.
+function run(inbound: (i: number, echo: Int16Array) => Int16Array, delayFrames = 6): number {
+  const guard = new EchoGuard();
+  const frames = Math.floor(speech.length / FRAME);
+  let loud = 0;
+  let echo = 0;
+  for (let i = 0; i < frames; i++) {
+    guard.sent(frameAt(speech, i), i * 20);
+    const echoed = i >= delayFrames ? frameAt(speech, i - delayFrames) : new Int16Array(FRAME);
+    const mic = inbound(i, echoed);
+    const level = mic.reduce((s, v) => s + v * v, 0) / FRAME;
+    const isEcho = guard.isEcho(frameLevelDb(mic), i * 20);
+    if (level > 1e5 && i > 30) {
+      loud++;
+      if (isEcho) echo++;
+    }
+  }
+  return echo / loud;
+}
+
+describe('EchoGuard', () => {
+  it('recognises the agent voice coming back delayed and attenuated', () => {
+    const share = run((_, echo) => scaled(echo, 0.5), 6);
+    assert.ok(share > 0.8, `echo share ${share.toFixed(2)}`);
+  });
+
+  it('recognises a loopback at the same level with a long delay', () => {
+    const share = run((_, echo) => echo, 20);
+    assert.ok(share > 0.8, `echo share ${share.toFixed(2)}`);
+  });
+
+  it('keeps recognising echo when the echo path slips (an overloaded client or server)', () => {
+    // Halfway through, the delay jumps from 100 to 180 ms, as after a scheduling stall.
+    const guard = new EchoGuard();
+    const frames = Math.floor(speech.length / FRAME);
+    let loud = 0;
+    let echo = 0;
+    for (let i = 0; i < frames; i++) {
+      guard.sent(frameAt(speech, i), i * 20);
+      const delay = i < frames / 2 ? 5 : 9;
+      const mic = i >= delay ? frameAt(speech, i - delay) : new Int16Array(FRAME);
+      const isEcho = guard.isEcho(frameLevelDb(mic), i * 20);
+      if (mic.reduce((sum, v) => sum + v * v, 0) / FRAME > 1e5 && i > 40) {
+        loud++;
+        if (isEcho) echo++;
+      }
+    }
+    assert.ok(echo / loud > 0.8, `echo share ${(echo / loud).toFixed(2)}`);
+  });
+
+  it('does not take the user for echo when the user says something else', () => {
+    // The user speaks the same sentence time-reversed: same loudness statistics, different envelope.
+    const reversed = speech.slice().reverse();
+    const share = run((i) => frameAt(reversed, i));
+    assert.ok(share < 0.2, `echo share ${share.toFixed(2)}`);
+  });
+
+  it('lets double talk through: the user louder than the echo', () => {
+    const reversed = speech.slice().reverse();
+    const share = run((i, echo) => mix(scaled(echo, 0.3), scaled(frameAt(reversed, i), 1.5)));
+    assert.ok(share < 0.3, `echo share ${share.toFixed(2)}`);
+  });
+
+  it('is idle when nothing was sent', () => {
+    const guard = new EchoGuard();
+    for (let i = 0; i < 100; i++) assert.equal(guard.isEcho(frameLevelDb(frameAt(speech, i)), i * 20), false);
+    assert.equal(guard.checks, 0);
+  });
+});
