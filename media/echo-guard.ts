@@ -35,7 +35,11 @@ export interface EchoGuardOptions {
   earlyFrames: number;
   /** How far (frames) the echo path may wander from the learnt one under load. */
   wanderFrames: number;
-  /** A learnt echo path without a good match (halfway between minCorrelation and lockCorrelation) for this long is forgotten. */
+  /**
+   * A learnt echo path is forgotten after this much audio that should have matched it and did not
+   * (sound on the microphone while the agent's voice was due back, no good match: halfway between
+   * minCorrelation and lockCorrelation). Pauses of the agent do not count.
+   */
   pathTimeoutMs: number;
   /** Confident matches before the echo path counts as established. */
   establishFrames: number;
@@ -79,7 +83,7 @@ export class EchoGuard {
   #erlDb: number | null = null;
   #slotOffset: number | null = null;
   #confidentFrames = 0;
-  #lastConfidentAtMs = -Infinity;
+  #unconfirmedMs = 0;
   readonly #inbound: Float64Array;
   #inboundCount = 0;
   #lastSentAtMs = -Infinity;
@@ -140,10 +144,11 @@ export class EchoGuard {
     this.checks++;
     // An echo path that stopped being confirmed is forgotten: real echo keeps matching while the
     // agent talks, a chance match (the user happening to sound like the agent) does not.
-    if (this.#bestLag !== null && atMs - this.#lastConfidentAtMs > o.pathTimeoutMs) {
+    if (this.#bestLag !== null && this.#unconfirmedMs > o.pathTimeoutMs) {
       this.#bestLag = null;
       this.#confidentFrames = 0;
       this.#erlDb = null;
+      this.#unconfirmedMs = 0;
     }
     // The tick this inbound frame lines up with (ticks may have stopped since the answer ended). The
     // offset between inbound frames and ticks is smoothed: both run at 20 ms, and rounding a
@@ -180,11 +185,15 @@ export class EchoGuard {
       wideMax = Math.max(wideMax, l);
       if (Math.abs(lag - bestLag) <= 1) nearMax = Math.max(nearMax, l);
     }
-    // Louder than anything sent (by more than coding noise at low levels allows): the user.
-    if (level > Math.max(nearMax + o.maxGainDb, o.quietDb)) return false;
+    const confident = best >= (o.minCorrelation + o.lockCorrelation) / 2;
+    if (confident) this.#unconfirmedMs = 0;
+    else if (known && wideMax > SILENT_DB) this.#unconfirmedMs += o.frameMs;
+    // Louder than anything sent around the echo path (by more than coding noise at low levels
+    // allows): the user. With a learnt path the whole wander range counts (at an onset, the best
+    // lag of a short envelope is a poor guide).
+    if (level > Math.max((known ? wideMax : nearMax) + o.maxGainDb, o.quietDb)) return false;
     if (best >= (known ? o.minCorrelation : o.lockCorrelation)) {
       this.#bestLag = bestLag;
-      if (best >= (o.minCorrelation + o.lockCorrelation) / 2) this.#lastConfidentAtMs = atMs;
       // Learn how loud the echo comes back (echo return loss), from confident matches only.
       if (best >= o.lockCorrelation && nearMax > SILENT_DB) {
         this.#erlDb = this.#erlDb === null ? level - nearMax : 0.9 * this.#erlDb + 0.1 * (level - nearMax);

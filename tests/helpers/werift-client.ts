@@ -20,6 +20,7 @@ export interface ReceivedPacket {
 type Predicate = (m: ServerMessage) => boolean;
 
 const LOOPBACK_DELAY_MS = 40;
+const LOOPBACK_MAX_QUEUE = 10;
 
 export interface TestClientOptions {
   /** Applied to every candidate and SDP the server sends (e.g. to route media through a relay). */
@@ -133,16 +134,16 @@ export class TestClient {
   /** When set, the microphone stops sending (muted track, or a sender that went away). */
   micPaused = false;
 
-  // Like a device whose microphone hears its speaker: the frame captured at (nominal, hardware-clocked)
-  // time `t` is the one that started playing at t, i.e. arrived LOOPBACK_DELAY_MS before. Using the
-  // nominal tick time keeps the acoustic delay fixed even when this process's timers run late.
+  // Like a device whose microphone hears its speaker: received frames queue for playout (a device's
+  // jitter buffer) and each plays LOOPBACK_DELAY_MS after it arrived at the earliest, one per 20 ms
+  // microphone tick, in order; the microphone captures the frame playing. Like a device, the queue
+  // is kept short: beyond LOOPBACK_MAX_QUEUE frames the oldest are dropped (latency control).
   #echoAt(t: number): Uint8Array | undefined {
-    let playing: Uint8Array | undefined;
-    while (this.#loopback.length > 0 && this.#loopback[0].at + LOOPBACK_DELAY_MS <= t) {
-      const next = this.#loopback.shift()!;
-      if (next.at + LOOPBACK_DELAY_MS > t - 20) playing = next.payload;
-    }
-    return playing;
+    while (this.#loopback.length > LOOPBACK_MAX_QUEUE) this.#loopback.shift();
+    const head = this.#loopback[0];
+    if (!head || head.at + LOOPBACK_DELAY_MS > t) return undefined;
+    this.#loopback.shift();
+    return head.payload;
   }
 
   /** Sends a 20 ms frame every 20 ms (drift-free): queued speech, else silence. */
@@ -162,7 +163,7 @@ export class TestClient {
             current.done();
           }
         } else {
-          this.sendFrame(this.#echoAt(start + tick * 20) ?? SILENCE);
+          this.sendFrame(this.#echoAt(performance.now()) ?? SILENCE);
         }
       }
       this.#mic = setTimeout(step, Math.max(0, start + tick * 20 - performance.now()));

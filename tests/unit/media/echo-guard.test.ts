@@ -8,7 +8,7 @@ const speech = readWav(SPEECH_WAV).samples;
 const FRAME = 320;
 const frameAt = (pcm: Int16Array, i: number): Int16Array => {
   const out = new Int16Array(FRAME);
-  out.set(pcm.subarray(i * FRAME, Math.min(pcm.length, (i + 1) * FRAME)));
+  if (i >= 0) out.set(pcm.subarray(i * FRAME, Math.min(pcm.length, (i + 1) * FRAME)));
   return out;
 };
 const scaled = (frame: Int16Array, gain: number): Int16Array => frame.map((v) => Math.max(-32768, Math.min(32767, Math.round(v * gain))));
@@ -76,6 +76,46 @@ describe('EchoGuard', () => {
     const reversed = speech.slice().reverse();
     const share = run((i, echo) => mix(scaled(echo, 0.3), scaled(frameAt(reversed, i), 1.5)));
     assert.ok(share < 0.3, `echo share ${share.toFixed(2)}`);
+  });
+
+  it('keeps the echo path across a pause of the agent (the next sentence synthesised late)', () => {
+    // The agent says the fixture, pauses 2 s, says it again; the microphone hears it all 160 ms later.
+    const guard = new EchoGuard();
+    const frames = Math.floor(speech.length / FRAME);
+    const pauseFrames = 100;
+    const timeline = [...Array.from({ length: frames }, (_, i) => frameAt(speech, i)), ...Array<null>(pauseFrames).fill(null), ...Array.from({ length: frames }, (_, i) => frameAt(speech, i))];
+    const delay = 8;
+    let loudAfterPause = 0;
+    let missed = 0;
+    for (let t = 0; t < timeline.length; t++) {
+      guard.sent(timeline[t], t * 20);
+      const mic = (t >= delay ? timeline[t - delay] : null) ?? new Int16Array(FRAME);
+      const isEcho = guard.isEcho(frameLevelDb(mic), t * 20);
+      if (t > frames + pauseFrames && frameLevelDb(mic) > -40) {
+        loudAfterPause++;
+        if (!isEcho) missed++;
+      }
+    }
+    assert.ok(loudAfterPause > 50);
+    assert.ok(missed <= 1, `${missed} of ${loudAfterPause} echo frames after the pause taken for the user`);
+  });
+
+  it('forgets an echo path that stops matching while the agent talks (the user was taken for echo by chance)', () => {
+    // First the microphone hears the echo (the path is learnt), then only the user, as loud, saying
+    // something else while the agent keeps talking.
+    const guard = new EchoGuard();
+    const frames = Math.floor(speech.length / FRAME);
+    const reversed = speech.slice().reverse();
+    const lateDecisions: boolean[] = [];
+    for (let t = 0; t < 3 * frames; t++) {
+      guard.sent(frameAt(speech, t % frames), t * 20);
+      const mic = t < frames ? frameAt(speech, t - 6) : frameAt(reversed, t % frames);
+      const isEcho = guard.isEcho(frameLevelDb(mic), t * 20);
+      if (t >= 2 * frames && frameLevelDb(mic) > -40) lateDecisions.push(isEcho);
+    }
+    const share = lateDecisions.filter(Boolean).length / lateDecisions.length;
+    assert.ok(lateDecisions.length > 50);
+    assert.ok(share < 0.2, `echo share of the user's speech once the path is stale ${share.toFixed(2)}`);
   });
 
   it('is idle when nothing was sent', () => {
