@@ -26,6 +26,11 @@ export interface MediaSessionOptions {
   jitterBuffer: { minDelayMs: number; maxDelayMs: number };
   /** No inbound RTP for this long (while connected and not muted) means the media path died. */
   mediaTimeoutMs: number;
+  /**
+   * The client may be heard (the `publish` grant). Without it, inbound audio keeps the media path
+   * alive but reaches nobody: not the agent, not the room.
+   */
+  publish: boolean;
 }
 
 export interface QualityReport extends QualitySnapshot {
@@ -349,6 +354,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       this.safeEmit('media', { state: 'restored', at: this.#clock.wall(), silentMs: Math.round(now - this.#lastRtpAt) });
     }
     this.#lastRtpAt = now;
+    if (!this.#options.publish) return;
     this.safeEmit('rtp', packet);
     if (this.#ssrc !== packet.ssrc) {
       // A new source (client restarted its track or its peer): start the stream afresh.

@@ -69,7 +69,8 @@ export class Room extends TypedEmitter<RoomEvents> {
     return this.#members.has(participantId);
   }
 
-  add(participantId: string, media: RoomMedia): void {
+  /** `wanted`: the publishers it subscribes to from the start (null: everyone, newcomers included). */
+  add(participantId: string, media: RoomMedia, wanted: string[] | null = null): void {
     if (this.#members.has(participantId)) return;
     const onRtp = (packet: InboundRtp) => this.#forward(participantId, packet);
     const onLevel = (db: number) => this.#report(this.#speaker.push(participantId, db, this.#now()));
@@ -91,7 +92,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       media,
       subscriptions: new Map(),
       muted: new Set(),
-      wanted: null,
+      wanted: wanted === null ? null : new Set(wanted),
       detach: () => {
         media.off('rtp', onRtp);
         media.off('level', onLevel);

@@ -9,6 +9,8 @@ import { MediaPool } from './media-pool.ts';
 import { SessionManager } from './session-manager.ts';
 import { MemorySessionStore, RedisSessionStore, type SessionStore } from './session-store.ts';
 import { registerHistoryRoute } from '../signaling/history-route.ts';
+import { registerSessionApiRoutes } from '../signaling/session-api-route.ts';
+import { registerWhipRoutes } from '../signaling/whip-route.ts';
 import { registerHealthRoutes } from './health-routes.ts';
 import { SessionTelemetry } from '../telemetry/session-telemetry.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -66,6 +68,8 @@ export async function buildApp(config: Readonly<Config>, options: BuildOptions =
   await app.register(websocket, { options: { maxPayload: HARD_MAX_FRAME_BYTES } });
   registerSignalingRoute(app, { config, sessions, media, tokens });
   registerHistoryRoute(app, store, tokens);
+  registerSessionApiRoutes(app, { sessions, media, store, tokens });
+  registerWhipRoutes(app, { config, sessions, media, tokens });
   registerDevTokenRoute(app, tokens);
 
   const stopHealth = registerHealthRoutes(app, { config, sessions, media });

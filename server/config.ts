@@ -1,5 +1,6 @@
 // The only reader of process.env. Validates every variable, fails with a message naming the bad one,
 // and returns a frozen config. With no environment at all it runs the embedded default.
+import type { IceServerInfo } from '../signaling/protocol.ts';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import { readVoice, checkVoice, type VoiceConfig } from './voice-config.ts';
@@ -13,6 +14,8 @@ export interface Config {
   rtcPortRange: [number, number];
   rtcHostAddresses: string[];
   rtcAnnouncedAddress: string | null;
+  /** STUN/TURN servers handed to clients (join message, WHIP Link headers); none by default. */
+  iceServers: IceServerInfo[];
   maxSessions: number;
   idleTimeoutMs: number;
   maxSessionDurationMs: number;
@@ -88,6 +91,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     rtcPortRange: r.portRange('RTC_PORT_RANGE', [40000, 49999]),
     rtcHostAddresses: r.addressList('RTC_HOST_ADDRESSES'),
     rtcAnnouncedAddress: r.optional('RTC_ANNOUNCED_ADDRESS', (v) => isIP(v) === 4 || 'must be an IPv4 address'),
+    iceServers: readIceServers(r),
     maxSessions: r.int('MAX_SESSIONS', 500, 1, 100_000),
     idleTimeoutMs: r.int('SESSION_IDLE_TIMEOUT_MS', 120_000, 100, 86_400_000),
     maxSessionDurationMs: r.int('SESSION_MAX_DURATION_MS', 3_600_000, 1000, 7 * 86_400_000),
@@ -309,4 +313,29 @@ function deepFreeze<T>(value: T): Readonly<T> {
     Object.freeze(value);
   }
   return value;
+}
+
+const ICE_URL = /^(stuns?|turns?):[^\s,<>"]{1,200}$/;
+
+/**
+ * ICE_SERVERS: comma-separated stun:/stuns:/turn:/turns: URLs for clients. TURN URLs take the
+ * static ICE_SERVER_USERNAME and ICE_SERVER_CREDENTIAL (a secret: never echoed).
+ */
+function readIceServers(r: EnvReader): IceServerInfo[] {
+  const value = r.optional('ICE_SERVERS', (v) =>
+    v.split(',').every((u) => ICE_URL.test(u.trim())) || 'must be comma-separated stun:, stuns:, turn: or turns: URLs',
+  );
+  if (!value) return [];
+  const urls = value.split(',').map((u) => u.trim());
+  const stun = urls.filter((u) => u.startsWith('stun'));
+  const turn = urls.filter((u) => u.startsWith('turn'));
+  const servers: IceServerInfo[] = stun.length > 0 ? [{ urls: stun }] : [];
+  if (turn.length > 0) {
+    const username = r.optional('ICE_SERVER_USERNAME', (v) => /^[^\s"]{1,256}$/.test(v) || 'must be 1-256 characters without spaces or quotes');
+    const credential = r.secret('ICE_SERVER_CREDENTIAL');
+    if (!username || !credential) r.fail('ICE_SERVERS', 'turn: URLs need ICE_SERVER_USERNAME and ICE_SERVER_CREDENTIAL');
+    else if (credential.includes('"')) r.fail('ICE_SERVER_CREDENTIAL', 'must not contain quotes (value not shown)');
+    else servers.push({ urls: turn, username, credential });
+  }
+  return servers;
 }

@@ -58,7 +58,7 @@ export class RoomDirectory extends TypedEmitter<RoomDirectoryEvents> {
   }
 
   /** Seats a session in a room (opening it if needed); refuses when the room is full. */
-  admit(name: string, sessionId: string, identity: string | null = null): RoomSeat {
+  admit(name: string, sessionId: string, identity: string | null = null): Omit<RoomSeat, 'subscribe'> {
     const room = this.#rooms.get(name) ?? this.#open(name);
     if (room.participants.size >= this.options.maxParticipants) {
       throw new SignalingError('ROOM_ERR_FULL', `room "${name}" has its maximum of ${this.options.maxParticipants} participants`);

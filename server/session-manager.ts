@@ -3,7 +3,7 @@
 // resume, idle timeout, maximum duration, reconnect window, persistence of history, and cleanup
 // that releases a session's media in its worker.
 import { TypedEmitter } from '../media/typed-emitter.ts';
-import { Session } from './session.ts';
+import { Session, FULL_ACCESS, type SessionAccess } from './session.ts';
 import { SignalingError, ERRORS, type ErrorCode } from '../signaling/errors.ts';
 import type { MediaPool, MediaSessionEvent } from './media-pool.ts';
 import type { Config } from './config.ts';
@@ -131,7 +131,13 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
    * Admits a session; returns it with its first resume token. `identity` (the access token's `sub`)
    * may hold at most `limits.sessionsPerIdentity` live sessions; null = internal, not counted.
    */
-  create(room: string | undefined, mode: SessionMode, evict: () => void, identity: string | null = null): { session: Session; resumeToken: string } {
+  create(
+    room: string | undefined,
+    mode: SessionMode,
+    evict: () => void,
+    identity: string | null = null,
+    access: Readonly<SessionAccess> = FULL_ACCESS,
+  ): { session: Session; resumeToken: string } {
     if (this.#draining) {
       this.safeEmit('refused', 'draining');
       throw new SignalingError('SERVER_ERR_DRAINING', 'the server is draining for a restart; join another server or retry');
@@ -143,8 +149,8 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     if (identity !== null && this.sessionsOf(identity) >= this.#config.limits.sessionsPerIdentity) {
       throw new SignalingError('SESSION_ERR_IDENTITY_LIMIT', `"${identity}" already has ${this.#config.limits.sessionsPerIdentity} sessions; leave one first`);
     }
-    const session = new Session(room, mode, identity);
-    const seat = this.rooms.admit(session.room, session.id, identity); // throws ROOM_ERR_FULL
+    const session = new Session(room, mode, identity, access);
+    const seat = { ...this.rooms.admit(session.room, session.id, identity), subscribe: access.subscribe }; // throws ROOM_ERR_FULL
     const resumeToken = session.rotateResumeToken();
     this.#sessions.set(session.id, session);
     this.#links.set(session.id, { everConnected: false, cause: null, restartTimer: null, evict, mediaSections: 1 });
@@ -162,7 +168,11 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       voice: { language: this.#config.voice.language },
       jitterBuffer: { ...this.#config.jitterBuffer },
       mediaTimeoutMs: this.#config.mediaTimeoutMs,
+      publish: access.publish,
     }, seat);
+    // Without the publish grant its audio reaches no one (the worker drops it): muted for good, as
+    // the room is told, and silence from it is not a lost media path.
+    if (!access.publish) this.setMuted(session, true);
     this.#recorder.saveRecord(session);
     this.safeEmit('sessioncreated', session);
     return { session, resumeToken };
@@ -252,6 +262,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   }
 
   #offerToClient(session: Session, sdp: string): void {
+    if (session.access.transport === 'whip') return; // never asked to: it subscribes to no one
     const link = this.#links.get(session.id);
     if (link) link.mediaSections = Math.max(1, sdp.match(/^m=/gm)?.length ?? 1);
     session.send({ type: 'offer', sdp });
@@ -334,7 +345,8 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   // reconnect window closes the session.
   #restartIce(session: Session): void {
     const link = this.#links.get(session.id);
-    if (!link || session.closed || !session.signalingUp || session.mediaUp) return;
+    // A WHIP client restarts ICE itself (PATCH with If-Match: "*"): the server cannot offer to it.
+    if (!link || session.closed || !session.signalingUp || session.mediaUp || session.access.transport === 'whip') return;
     if (link.restartTimer) clearTimeout(link.restartTimer);
     link.restartTimer = setTimeout(() => this.#restartIce(session), this.#config.iceRestartRetryMs);
     this.safeEmit('icerestart', session, 'server');

@@ -21,6 +21,18 @@ export class InvalidStateError extends Error {
 
 export type MessageSink = (message: ServerMessage) => void;
 
+/** How the session is signalled, and what its access token lets it do (signaling/auth.ts grants). */
+export interface SessionAccess {
+  /** `websocket`: /v1/signal; `whip`: the HTTP API (no server-initiated offers: the client drives). */
+  transport: 'websocket' | 'whip';
+  /** Its audio reaches the room and the agent (`publish` grant). */
+  publish: boolean;
+  /** It receives the other participants' audio (`subscribe` grant). */
+  subscribe: boolean;
+}
+
+export const FULL_ACCESS: Readonly<SessionAccess> = { transport: 'websocket', publish: true, subscribe: true };
+
 interface PendingTurn {
   speechStartAt: number;
   speechEndAt: number;
@@ -37,6 +49,7 @@ export class Session extends TypedEmitter<SessionEvents> {
   readonly mode: SessionMode;
   /** Who joined (the access token's `sub`); null for a session created without a token (internal use). */
   readonly identity: string | null;
+  readonly access: Readonly<SessionAccess>;
   readonly createdAt = Date.now();
   readonly history: ConversationTurn[] = [];
   workerIndex: number | null = null;
@@ -51,14 +64,17 @@ export class Session extends TypedEmitter<SessionEvents> {
   #resumeTokenHash: string;
   #state: SessionState = 'connecting';
   #sink: MessageSink | null = null;
+  /** Onlookers (the session API's event streams): they see what the client is sent. */
+  readonly #observers = new Set<MessageSink>();
   #pendingTurn: PendingTurn | null = null;
   #closed = false;
 
-  constructor(room: string | undefined, mode: SessionMode, identity: string | null = null) {
+  constructor(room: string | undefined, mode: SessionMode, identity: string | null = null, access: Readonly<SessionAccess> = FULL_ACCESS) {
     super();
     this.room = room ?? `room-${this.id.slice(0, 8)}`;
     this.mode = mode;
     this.identity = identity;
+    this.access = access;
     this.#resumeTokenHash = '';
   }
 
@@ -95,6 +111,18 @@ export class Session extends TypedEmitter<SessionEvents> {
 
   send(message: ServerMessage): void {
     this.#sink?.(message);
+    for (const observer of this.#observers) observer(message);
+  }
+
+  /** Adds an onlooker of every message the session sends; returns its removal. Closing removes all. */
+  observe(observer: MessageSink): () => void {
+    if (this.#closed) return () => undefined;
+    this.#observers.add(observer);
+    return () => this.#observers.delete(observer);
+  }
+
+  get observers(): number {
+    return this.#observers.size;
   }
 
   sendError(code: ErrorCode, message: string, retryable: boolean): void {
@@ -198,6 +226,7 @@ export class Session extends TypedEmitter<SessionEvents> {
     this.#closed = true;
     this.safeEmit('@close', reason);
     this.#sink = null;
+    this.#observers.clear();
     this.removeAllListeners();
   }
 }

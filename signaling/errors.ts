@@ -32,6 +32,12 @@ export const ERRORS = {
   AUTH_ERR_DEV_LOOPBACK_ONLY: { retryable: false, status: 403 },
   HTTP_ERR_RATE_LIMITED: { retryable: true, status: 429 },
   HTTP_ERR_BODY_TOO_LARGE: { retryable: false, status: 413 },
+  /** A body whose Content-Type the route does not take (WHIP: application/sdp, application/trickle-ice-sdpfrag). */
+  HTTP_ERR_UNSUPPORTED_MEDIA_TYPE: { retryable: false, status: 415 },
+  /** WHIP PATCH without If-Match (RFC 9725). */
+  HTTP_ERR_PRECONDITION_REQUIRED: { retryable: false, status: 428 },
+  /** WHIP PATCH whose If-Match is not the resource's current ETag: fetch state anew (an ICE restart needs "*"). */
+  HTTP_ERR_PRECONDITION_FAILED: { retryable: false, status: 412 },
   SESSION_ERR_CAPACITY: { retryable: true, status: 503 },
   /** The room has ROOM_MAX_PARTICIPANTS participants. */
   ROOM_ERR_FULL: { retryable: true, status: 503 },
@@ -41,6 +47,10 @@ export const ERRORS = {
   /** The token's identity already has SESSIONS_PER_IDENTITY_MAX live sessions. */
   SESSION_ERR_IDENTITY_LIMIT: { retryable: false, status: 429 },
   SESSION_ERR_NOT_FOUND: { retryable: false, status: 404 },
+  /** `say` on a session without an agent (echo mode). */
+  SESSION_ERR_NO_AGENT: { retryable: false, status: 409 },
+  /** More than SESSION_EVENT_STREAMS_MAX event streams open on one session. */
+  SESSION_ERR_TOO_MANY_STREAMS: { retryable: true, status: 429 },
   SESSION_ERR_IDLE_TIMEOUT: { retryable: true, status: 408 },
   SESSION_ERR_MEDIA_LOST: { retryable: true, status: 410 },
   SESSION_ERR_MAX_DURATION: { retryable: false, status: 408 },

@@ -4,7 +4,7 @@
 // status. Anything else goes on to Fastify's default handler.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
-import { ERRORS, errorMessage, SignalingError } from './errors.ts';
+import { ERRORS, errorMessage, isErrorCode, SignalingError } from './errors.ts';
 import type { LimitsConfig } from '../server/access-config.ts';
 
 /**
@@ -16,12 +16,22 @@ const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/v1/signal
 
 /** Register before any route: the rate limit applies to routes declared after it. */
 export async function registerHttpLimits(app: FastifyInstance, limits: Readonly<LimitsConfig>): Promise<void> {
-  app.setErrorHandler((error: FastifyError, _request, reply) => {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof SignalingError) {
       const status = ERRORS[error.code].status;
       // RFC 6750: a 401 tells the client how to authenticate.
       if (status === 401) reply.header('www-authenticate', `Bearer realm="voice-session", error="${error.code === 'AUTH_ERR_MISSING' ? 'invalid_request' : 'invalid_token'}"`);
       return reply.code(status).send(errorMessage(error.code, error.message));
+    }
+    // The media layer's errors carry our codes too (MediaError: MEDIA_ERR_*, SIG_ERR_GLARE, ...).
+    if (typeof error.code === 'string' && isErrorCode(error.code)) {
+      return reply.code(ERRORS[error.code].status).send(errorMessage(error.code, error.message));
+    }
+    if (error.validation) {
+      return reply.code(400).send(errorMessage('SIG_ERR_BAD_MESSAGE', `${error.validationContext ?? 'request'}${error.message.replace(/^(body|querystring|params)/, '')}`));
+    }
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send(errorMessage('HTTP_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Type "${String(request.headers['content-type'] ?? '').slice(0, 60)}" is not accepted here`));
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reply.code(413).send(errorMessage('HTTP_ERR_BODY_TOO_LARGE', `the request body exceeds ${limits.httpBodyBytes} bytes`));

@@ -4,10 +4,11 @@
 // and resume need an access token (signaling/auth.ts), in the message or the upgrade's Authorization.
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
-import { parseClientMessage, SESSION_MODES, PROTOCOL_VERSION, type ClientMessage, type ServerMessage, type SessionMode } from './protocol.ts';
+import { parseClientMessage, PROTOCOL_VERSION, type ClientMessage, type ServerMessage } from './protocol.ts';
 import { ERRORS, errorMessage, isErrorCode, SignalingError, type ErrorCode } from './errors.ts';
 import { checkAudioSdp } from './sdp-check.ts';
-import { authorize, mayActFor, type AccessClaims, type AccessTokens } from './auth.ts';
+import { authorize, mayActFor, type AccessClaims, type AccessTokens, type Grant } from './auth.ts';
+import { admitSession } from './session-admission.ts';
 import { bearerToken } from './request-auth.ts';
 import { TokenBucket } from './token-bucket.ts';
 import type { SessionManager } from '../server/session-manager.ts';
@@ -144,16 +145,19 @@ class SignalingConnection {
         this.#deps.sessions.close(session, 'client_left');
         return;
       case 'mute':
+        if (!message.muted) requireAccess(session, 'publish');
         this.#deps.sessions.setMuted(session, message.muted);
         return;
       case 'history':
         this.#send({ type: 'history', turns: session.history.filter((t) => t.index > (message.afterIndex ?? -1)) });
         return;
       case 'subscription':
+        requireAccess(session, 'subscribe');
         this.#checkParticipants(session, [message.participantId]);
         media.setSubscriptionMuted(session.id, message.participantId, message.muted);
         return;
       case 'subscribe':
+        requireAccess(session, 'subscribe');
         this.#checkParticipants(session, message.participantIds ?? []);
         media.subscribe(session.id, message.participantIds);
         return;
@@ -161,17 +165,9 @@ class SignalingConnection {
   }
 
   #join(requestedRoom: string | undefined, requestedMode: string | undefined, claims: AccessClaims): void {
-    authorize(claims, 'join', requestedRoom);
-    // A room-bound token names the room when the join does not.
-    const room = requestedRoom ?? claims.room ?? undefined;
-    const allowed = this.#deps.config.voice.modes;
-    const mode = (requestedMode ?? this.#deps.config.voice.defaultMode) as SessionMode;
-    if (!SESSION_MODES.includes(mode) || !allowed.includes(mode)) {
-      throw new SignalingError('SIG_ERR_UNSUPPORTED_MODE', `mode "${requestedMode}" is not available; use one of ${allowed.join(', ')}`);
-    }
     let created: { session: Session; resumeToken: string };
     try {
-      created = this.#deps.sessions.create(room, mode, () => this.#evict(), claims.identity);
+      created = admitSession(this.#deps, claims, { room: requestedRoom, mode: requestedMode, transport: 'websocket', evict: () => this.#evict() });
     } catch (error) {
       if (error instanceof SignalingError && (error.code === 'SESSION_ERR_CAPACITY' || error.code === 'SERVER_ERR_DRAINING')) {
         this.#send(errorMessage(error.code, error.message));
@@ -187,7 +183,7 @@ class SignalingConnection {
       type: 'joined',
       sessionId: session.id,
       resumeToken,
-      iceServers: [],
+      iceServers: this.#deps.config.iceServers,
       room: session.room,
       mode: session.mode,
       protocol: PROTOCOL_VERSION,
@@ -286,4 +282,9 @@ class SignalingConnection {
       this.#deps.sessions.detach(session);
     }
   }
+}
+
+/** Publishing and subscribing are fixed at join by the token's grants. */
+function requireAccess(session: Session, grant: Extract<Grant, 'publish' | 'subscribe'>): void {
+  if (!session.access[grant]) throw new SignalingError('AUTH_ERR_MISSING_GRANT', `the session's token lacks the "${grant}" grant`);
 }

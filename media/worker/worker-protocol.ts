@@ -11,6 +11,8 @@ export interface RoomSeat {
   name: string;
   participantId: string;
   agent: boolean;
+  /** Receives the other participants' audio (the `subscribe` grant); false: nobody's, until it subscribes. */
+  subscribe: boolean;
 }
 
 export interface WorkerInit {

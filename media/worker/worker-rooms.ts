@@ -34,7 +34,7 @@ export class WorkerRooms {
       room = created;
     }
     this.#seats.set(sessionId, { room, participantId: seat.participantId });
-    room.add(seat.participantId, media);
+    room.add(seat.participantId, media, seat.subscribe ? null : []);
   }
 
   leave(sessionId: string): void {

@@ -9,6 +9,8 @@ import { TestClient, type ReceivedPacket } from '../helpers/werift-client.ts';
 import { decodePackets, decodeStream, encodePackets, envelope, envelopeSimilarity } from '../helpers/audio.ts';
 import { mulberry32 } from '../helpers/prng.ts';
 import type { ServerMessage } from '../../signaling/protocol.ts';
+import type { Grant } from '../../signaling/auth.ts';
+import { mintTestToken } from '../helpers/auth.ts';
 
 type RoomMessage = Extract<ServerMessage, { type: 'room' }>;
 type TracksMessage = Extract<ServerMessage, { type: 'tracks' }>;
@@ -278,6 +280,47 @@ describe('room: a renegotiation offer crossing a client offer (glare)', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+});
+
+describe('room: the publish and subscribe grants', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startServer({ ECHO_END_SILENCE_MS: '600' });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it('without publish, a participant is heard by no one; without subscribe, it hears no one; neither can lift it', async () => {
+    const grants = (list: Grant[]) => ({ token: () => mintTestToken({ identity: 'g-' + list.join('-'), grants: list }), identity: 'g-' + list.join('-') });
+    const speaker = await TestClient.connect(server.wsUrl, { room: 'grants' });
+    const listener = await TestClient.connect(server.wsUrl, { room: 'grants' }, grants(['join', 'subscribe']));
+    const deaf = await TestClient.connect(server.wsUrl, { room: 'grants' }, grants(['join', 'publish']));
+    try {
+      const idOf = (c: TestClient) => c.messages.find((m): m is RoomMessage => m.type === 'room')!.participantId;
+      const room = deaf.messages.find((m): m is RoomMessage => m.type === 'room')!;
+      assert.equal(room.participants.find((p) => p.participantId === idOf(listener))?.muted, true, 'the room sees the listener muted');
+      // Speaker and listener both talk (the deaf one too); the speaker is heard by the listener.
+      const [a, b, c] = [spoken(talker(5, 30, 440)), spoken(talker(6, 30, 660)), spoken(talker(7, 30, 880))];
+      const t0 = performance.now();
+      await Promise.all([speaker.speak(a.packets), listener.speak(b.packets), deaf.speak(c.packets)]);
+      const t1 = performance.now();
+      await until(() => between(listener.receivedByMid.get(midOf(listener, idOf(speaker)) ?? ''), t0, t1 + 300).length >= 140, 10_000, 'the speaker forwarded to the listener');
+      await until(() => between(speaker.receivedByMid.get(midOf(speaker, idOf(deaf)) ?? ''), t0, t1 + 300).length >= 140, 10_000, 'the deaf one forwarded to the speaker');
+      // The listener's audio reached nobody: no packet on its track at the speaker's.
+      const fromListener = speaker.receivedByMid.get(midOf(speaker, idOf(listener)) ?? '') ?? [];
+      assert.equal(fromListener.filter((p) => p.payload.length > 10).length, 0, 'nothing of the listener was forwarded');
+      // The one without subscribe was never offered a track.
+      assert.equal(deaf.receivedByMid.size, 0);
+      assert.equal(deaf.messages.filter((m) => m.type === 'tracks').length, 0);
+      // Nor can they lift it.
+      assert.equal((await listener.expectError({ type: 'mute', muted: false })).code, 'AUTH_ERR_MISSING_GRANT');
+      assert.equal((await deaf.expectError({ type: 'subscribe', participantIds: [idOf(speaker)] })).code, 'AUTH_ERR_MISSING_GRANT');
+      assert.equal((await deaf.expectError({ type: 'subscription', participantId: idOf(speaker), muted: false })).code, 'AUTH_ERR_MISSING_GRANT');
+    } finally {
+      await Promise.all([speaker.close(), listener.close(), deaf.close()]);
     }
   });
 });
