@@ -4,6 +4,9 @@
 // SSE, `say`, DELETE, and every error status the API defines.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { RTCPeerConnection } from 'werift';
 import { startServer, type RunningServer } from '../helpers/server.ts';
 import { mintTestToken, testIdentity } from '../helpers/auth.ts';
@@ -16,6 +19,7 @@ import type { Grant } from '../../signaling/auth.ts';
 
 const BRIDGE_GRANTS: Grant[] = ['join', 'publish', 'subscribe', 'sip', 'agent'];
 const LOOPBACK = ['127.0.0.1'];
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Collects a session's SSE events; `next` waits for one that matches. */
 class EventLog {
@@ -153,6 +157,20 @@ describe('WHIP signaling API (SIP bridges)', () => {
     } finally {
       log.stop();
       await client.close().catch(() => undefined);
+    }
+  });
+
+  it('the example integration (npm run sip-example) holds a call end to end', async () => {
+    const token = await mintTestToken({ identity: testIdentity('example'), grants: BRIDGE_GRANTS });
+    const args = ['--import', 'tsx', 'client/whip/example.ts', '--token', token, '--server', server.url, '--host', '127.0.0.1', '--restart', '--say', 'goodbye for now'];
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 0, output);
+    for (const step of ['joined', 'event turn', 'ICE restarted', 'announcement played', 'event closed', 'hung up']) {
+      assert.ok(output.includes(step), `the example printed "${step}":\n${output}`);
     }
   });
 

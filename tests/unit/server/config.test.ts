@@ -40,4 +40,23 @@ describe('config', () => {
     }
     assert.throws(() => loadConfig({ JITTER_MIN_DELAY_MS: '300', JITTER_MAX_DELAY_MS: '100' }), /JITTER_MIN_DELAY_MS/);
   });
+
+  it('reads ICE servers for clients: STUN as given, TURN with its static credentials (never echoed)', () => {
+    assert.deepEqual(loadConfig({}).iceServers, []);
+    const c = loadConfig({
+      ICE_SERVERS: 'stun:stun.example.org:3478, turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349',
+      ICE_SERVER_USERNAME: 'user1',
+      ICE_SERVER_CREDENTIAL: 's3cret-value',
+    });
+    assert.deepEqual(c.iceServers, [
+      { urls: ['stun:stun.example.org:3478'] },
+      { urls: ['turn:turn.example.org:3478?transport=udp', 'turns:turn.example.org:5349'], username: 'user1', credential: 's3cret-value' },
+    ]);
+    assert.throws(() => loadConfig({ ICE_SERVERS: 'http://stun.example.org' }), /ICE_SERVERS/);
+    assert.throws(() => loadConfig({ ICE_SERVERS: 'turn:turn.example.org' }), /ICE_SERVER_USERNAME and ICE_SERVER_CREDENTIAL/);
+    assert.throws(
+      () => loadConfig({ ICE_SERVERS: 'turn:t.example.org', ICE_SERVER_USERNAME: 'u', ICE_SERVER_CREDENTIAL: 'with"quote' }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes('ICE_SERVER_CREDENTIAL') && !e.message.includes('with"quote'),
+    );
+  });
 });
