@@ -115,6 +115,8 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   #closed = false;
   /** Whether this session's participant is the one the agent (or the echo) listens to. */
   #agent = true;
+  /** Rooms, agent listening to all: the session whose playout is the agent's answer. */
+  #respondingHost: MediaSession | null = null;
 
   constructor(id: string, options: MediaSessionOptions, peerOptions: PeerOptions, clock: MediaClock, latency: LatencyHistogram) {
     super();
@@ -162,6 +164,14 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
 
   get agent(): boolean {
     return this.#agent;
+  }
+
+  /**
+   * Rooms where the agent listens to everyone: this participant is heard too (through its own
+   * listening pipeline), while the answers play on `host`'s session. null: not heard.
+   */
+  listenAlong(host: MediaSession | null): void {
+    this.#respondingHost = host;
   }
 
   /** Rooms: a send-only track on this client's connection for another participant's audio. */
@@ -413,10 +423,11 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
 
   #onFrame(frame: Int16Array, capturedAtMs: number): void {
     this.safeEmit('level', levelDb(frame));
-    if (!this.#agent) return;
     const listening = this.#listening;
+    const host = this.#agent ? this : listening ? this.#respondingHost : null;
+    if (!host) return;
     if (listening) {
-      for (const event of listening.push(frame, this.playout.active, capturedAtMs)) this.safeEmit('listen', event, this.#clock.wall());
+      for (const event of listening.push(frame, host.playout.active, capturedAtMs)) this.safeEmit('listen', event, this.#clock.wall());
       return;
     }
     // Echo mode is half-duplex: while the answer plays, the microphone is not listened to.

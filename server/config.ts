@@ -42,7 +42,8 @@ export interface Config {
   readyMaxLagMs: number;
   jitterBuffer: { minDelayMs: number; maxDelayMs: number };
   /** Rooms: participants per room, and how long an empty room is kept (its worker placement). */
-  rooms: { maxParticipants: number; emptyTimeoutMs: number };
+  /** `agentListens`: the agent hears its designated participant only, or everyone (turns name the speaker). */
+  rooms: { maxParticipants: number; emptyTimeoutMs: number; agentListens: 'designated' | 'all' };
   voice: VoiceConfig;
   /** Access tokens and the development mode (server/access-config.ts). */
   auth: AuthConfig;
@@ -130,6 +131,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     rooms: {
       maxParticipants: r.int('ROOM_MAX_PARTICIPANTS', 10, 1, 100),
       emptyTimeoutMs: r.int('ROOM_EMPTY_TIMEOUT_MS', 30_000, 0, 86_400_000),
+      agentListens: r.oneOf('ROOM_AGENT_LISTENS', 'designated', ['designated', 'all'] as const),
     },
     voice: readVoice(r),
     auth: readAuthConfig(r),

@@ -231,6 +231,7 @@ export class MediaPool extends TypedEmitter<MediaPoolEvents> {
       hostAddresses: [...this.#config.rtcHostAddresses],
       announcedAddress: this.#config.rtcAnnouncedAddress,
       voice: structuredClone(this.#config.voice) as VoiceConfig,
+      roomAgentListens: this.#config.rooms.agentListens,
     };
     const handle = new MediaWorkerHandle(index, init);
     handle.worker.on('message', (event: WorkerEvent) => this.#onWorkerEvent(event));

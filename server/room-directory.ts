@@ -12,9 +12,11 @@ export interface RoomDirectoryOptions {
   maxParticipants: number;
   /** A room with nobody in it closes after this long (a participant who comes back sooner finds it). */
   emptyTimeoutMs: number;
+  /** The agent hears its designated participant only, or everyone. */
+  agentListens: 'designated' | 'all';
 }
 
-export const DEFAULT_ROOM_DIRECTORY_OPTIONS: RoomDirectoryOptions = { maxParticipants: 10, emptyTimeoutMs: 30_000 };
+export const DEFAULT_ROOM_DIRECTORY_OPTIONS: RoomDirectoryOptions = { maxParticipants: 10, emptyTimeoutMs: 30_000, agentListens: 'designated' };
 
 export type RoomDirectoryEvents = {
   roomopened: [room: string];
@@ -124,6 +126,7 @@ export class RoomDirectory extends TypedEmitter<RoomDirectoryEvents> {
       participantId: you.participantId,
       participants: [...room.participants.values()].map(info),
       agentListensTo: (room.agentSessionId && room.participants.get(room.agentSessionId)?.participantId) ?? null,
+      agentListensToAll: this.options.agentListens === 'all',
       activeSpeaker: room.activeSpeaker,
     };
   }

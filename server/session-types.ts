@@ -26,6 +26,8 @@ export interface ConversationTurn {
   /** The part of the answer the user actually received; equal to agentText unless interrupted. */
   heardText: string | null;
   interrupted: boolean;
+  /** Rooms where the agent listens to everyone: the participant who spoke this turn. */
+  speaker?: string;
   /** Length of the user's utterance and of the whole answer, in ms of audio. */
   userAudioMs: number;
   agentAudioMs: number;

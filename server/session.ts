@@ -198,6 +198,7 @@ export class Session extends TypedEmitter<SessionEvents> {
         agentText: text ? text.agentText : null,
         heardText: text ? text.heardText : null,
         interrupted,
+        ...(text?.speaker ? { speaker: text.speaker } : {}),
         userAudioMs: pending.userAudioMs,
         agentAudioMs: audioMs,
         heardAudioMs: heardMs,

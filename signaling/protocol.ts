@@ -62,7 +62,7 @@ export type ServerMessage =
   | { type: 'draining'; deadlineMs: number }
   | { type: 'quality'; quality: QualityInfo }
   /** Live text: the user's words as recognised (partial, then final) and the agent's answer as written. */
-  | { type: 'transcript'; role: 'user' | 'agent'; text: string; final: boolean }
+  | { type: 'transcript'; role: 'user' | 'agent'; text: string; final: boolean; speaker?: string }
   /** Turn-taking events from the listening pipeline. */
   | { type: 'speech'; event: 'end_of_turn' | 'barge_in' }
   /** Rooms: the room as this session sees it, after `joined` and `resumed`. */
@@ -74,6 +74,8 @@ export type ServerMessage =
       participants: ParticipantInfo[];
       /** The participant the agent listens to (answers go to everyone). */
       agentListensTo: string | null;
+      /** The agent hears every participant (ROOM_AGENT_LISTENS=all; turns name their speaker); `agentListensTo` hosts it. */
+      agentListensToAll: boolean;
       activeSpeaker: string | null;
     }
   | { type: 'participant'; event: 'joined' | 'left' | 'muted' | 'unmuted'; participant: ParticipantInfo }

@@ -4,10 +4,12 @@
 import type { MediaSession, MediaSessionOptions } from '../media-session.ts';
 import type { Conversation, ConversationWorkerEvent } from '../conversation-events.ts';
 
+/** `speaker`: in rooms where the agent listens to everyone, the host participant's id; else null. */
 export type ConversationFactory = (
   media: MediaSession,
   options: MediaSessionOptions,
   report: (event: ConversationWorkerEvent) => void,
+  speaker: string | null,
 ) => Conversation | null;
 
 let installed: ConversationFactory | null = null;
@@ -16,6 +18,11 @@ export function installConversationFactory(factory: ConversationFactory): void {
   installed = factory;
 }
 
-export function createConversation(media: MediaSession, options: MediaSessionOptions, report: (event: ConversationWorkerEvent) => void): Conversation | null {
-  return installed ? installed(media, options, report) : null;
+export function createConversation(
+  media: MediaSession,
+  options: MediaSessionOptions,
+  report: (event: ConversationWorkerEvent) => void,
+  speaker: string | null = null,
+): Conversation | null {
+  return installed ? installed(media, options, report, speaker) : null;
 }

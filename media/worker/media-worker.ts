@@ -8,7 +8,7 @@ import { GlareError, InvalidStateError, NoPortsError } from '../peer.ts';
 import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
 import type { RoomSeat, WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
 import { createConversation } from './conversation-hook.ts';
-import type { Conversation } from '../conversation-events.ts';
+import type { Conversation, ConversationWorkerEvent } from '../conversation-events.ts';
 import { WorkerRooms } from './worker-rooms.ts';
 
 const POLL_INTERVAL_MS = 10;
@@ -18,6 +18,8 @@ const ACTIVITY_INTERVAL_MS = 1000;
 if (!parentPort) throw new Error('media-worker must run in a worker thread');
 const port = parentPort;
 const init = workerData as WorkerInit;
+/** Rooms: the agent hears every participant, not only the one it is attached to. */
+const listensToAll = init.roomAgentListens === 'all';
 const clock: MediaClock = { now: () => performance.now(), wall: () => Date.now() };
 const sessions = new Map<string, MediaSession>();
 const conversations = new Map<string, Conversation>();
@@ -120,15 +122,33 @@ function open(sessionId: string, options: MediaSessionOptions, seat: RoomSeat): 
   rooms.join(seat, sessionId, media);
   media.setAgent(false);
   if (seat.agent) attachAgent(sessionId, media);
+  else if (listensToAll) agentOfRoom(sessionId)?.listenTo?.(media, seat.participantId);
+}
+
+/** The conversation of the agent in this session's room (hosted by another participant's session). */
+function agentOfRoom(sessionId: string): Conversation | null {
+  for (const mate of rooms.roommates(sessionId)) {
+    const conversation = conversations.get(mate.sessionId);
+    if (conversation) return conversation;
+  }
+  return null;
 }
 
 /** The agent (or the echo) listens to this session's participant from now on. */
 function attachAgent(sessionId: string, media: MediaSession): void {
   media.setAgent(true);
+  media.listenAlong(null); // it may have been heard along with a former host
   const options = media.options;
-  const conversation = options.mode === 'echo' ? null : createConversation(media, options, (event) => post({ ev: 'conversation', sessionId, event }));
+  const report = (event: ConversationWorkerEvent): void => post({ ev: 'conversation', sessionId, event });
+  const conversation = options.mode === 'echo' ? null : createConversation(media, options, report, listensToAll ? rooms.participantOf(sessionId) : null);
   if (conversation) {
     conversations.set(sessionId, conversation);
+    if (listensToAll) {
+      for (const mate of rooms.roommates(sessionId)) {
+        const mateMedia = sessions.get(mate.sessionId);
+        if (mateMedia) conversation.listenTo?.(mateMedia, mate.participantId);
+      }
+    }
     media.on('listen', (event, at) => {
       if (event.type === 'speech_start') post({ ev: 'speech', sessionId, phase: 'start', at });
     });
@@ -148,6 +168,7 @@ async function closeSession(sessionId: string): Promise<void> {
   const media = sessions.get(sessionId);
   if (!media) return;
   sessions.delete(sessionId);
+  if (listensToAll && !conversations.has(sessionId)) agentOfRoom(sessionId)?.stopListening?.(media);
   rooms.leave(sessionId);
   conversations.get(sessionId)?.close();
   conversations.delete(sessionId);

@@ -22,6 +22,8 @@ export interface WorkerInit {
   announcedAddress: string | null;
   /** Settings of the agent modes, read by the conversation factory the worker entry installs. */
   voice: VoiceConfig;
+  /** Rooms: the agent listens to its designated participant only, or to everyone (ROOM_AGENT_LISTENS). */
+  roomAgentListens: 'designated' | 'all';
 }
 
 export type WorkerCommand =

@@ -75,6 +75,19 @@ export class WorkerRooms {
     this.#post({ ev: 'tracks', sessionId, tracks });
   }
 
+  participantOf(sessionId: string): string | null {
+    return this.#seats.get(sessionId)?.participantId ?? null;
+  }
+
+  /** The other sessions in this session's room, with their participant ids. */
+  roommates(sessionId: string): { sessionId: string; participantId: string }[] {
+    const room = this.#seats.get(sessionId)?.room;
+    const mates: { sessionId: string; participantId: string }[] = [];
+    if (!room) return mates;
+    for (const [id, seat] of this.#seats) if (seat.room === room && id !== sessionId) mates.push({ sessionId: id, participantId: seat.participantId });
+    return mates;
+  }
+
   stats(): { packets: number; dropped: number; rooms: number } {
     const total = { ...this.#closed, rooms: this.#rooms.size };
     for (const room of this.#rooms.values()) {

@@ -5,7 +5,9 @@
  * the agent and TTS (one AbortController per answer) and stops the playout at once.
  *
  * Owns nothing of the media: it listens to the MediaSession's `listen` and `response` events and
- * fills `media.playout`.
+ * fills `media.playout`. In a room where the agent listens to everyone, other participants' sessions
+ * are heard too (`listenTo`): each has its own listening pipeline and STT stream, every turn says
+ * who spoke (`speaker`), and all answers play on the host session, one at a time.
  */
 import type { MediaSession } from '../../media/media-session.ts';
 import type { ListenEvent } from '../../media/listening-pipeline.ts';
@@ -30,6 +32,10 @@ export interface VoiceConversationOptions {
   sttFinalTimeoutMs: number;
   /** Turns kept for the agent's context. */
   maxHistoryMessages: number;
+  /** The host participant's id in its room (turns name their speaker); null outside rooms. */
+  speaker: string | null;
+  /** Gives another participant's session its listening pipeline (see `listenTo`). */
+  attachPipeline: ((media: MediaSession) => void) | null;
 }
 
 export const DEFAULT_VOICE_CONVERSATION_OPTIONS: VoiceConversationOptions = {
@@ -37,10 +43,26 @@ export const DEFAULT_VOICE_CONVERSATION_OPTIONS: VoiceConversationOptions = {
   history: [],
   sttFinalTimeoutMs: 5000,
   maxHistoryMessages: 40,
+  speaker: null,
+  attachPipeline: null,
 };
+
+/** One voice the agent hears: a session's listen events and its own speech-to-text stream. */
+interface Listener {
+  media: MediaSession;
+  speaker: string | null;
+  stt: SttStream | null;
+  /** Callers waiting for a final transcript, in flush order (finals come back in that order). */
+  finalWaiters: Array<(text: string) => void>;
+  turnSeq: number;
+  carriedText: string;
+  turnStartAt: number;
+  detach: () => void;
+}
 
 interface Answer {
   abort: AbortController;
+  speaker: string | null;
   userText: string;
   agentText: string;
   timings: AgentTimings;
@@ -53,14 +75,8 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
   readonly #options: VoiceConversationOptions;
   readonly #history: AgentMessage[];
   readonly #sessionAbort = new AbortController();
-  #stt: SttStream | null = null;
-  /** Callers waiting for a final transcript, in flush order (finals come back in that order). */
-  #finalWaiters: Array<(text: string) => void> = [];
+  readonly #listeners = new Map<MediaSession, Listener>();
   #answer: Answer | null = null;
-  #turnSeq = 0;
-  #carriedText = '';
-  #turnStartAt = 0;
-  #speechEndAt = 0;
   #closed = false;
 
   constructor(media: MediaSession, providers: VoiceProviders, options: Partial<VoiceConversationOptions> = {}) {
@@ -69,11 +85,7 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
     this.#providers = providers;
     this.#options = { ...DEFAULT_VOICE_CONVERSATION_OPTIONS, ...options };
     this.#history = [...this.#options.history];
-    media.on('listen', (event, at) => this.#onListen(event, at));
-    // A user utterance cut by a media loss is not a turn (docs/protocol.md): drop its audio.
-    media.on('media', (info) => {
-      if (info.state === 'lost') this.#stt?.discard();
-    });
+    this.#listen(media, this.#options.speaker);
     media.on('response', (info) => {
       if (info.phase === 'start') this.safeEmit('response', { ...info, text: null });
       else this.#onResponseEnd(info.at, info.audioMs, info.heardMs, info.interrupted, info.playout);
@@ -84,7 +96,23 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
   say(text: string): void {
     if (this.#closed) return;
     this.#endCurrentAnswer();
-    void this.#speak(this.#newAnswer('', {}), (async function* () { yield text; })());
+    void this.#speak(this.#newAnswer(null, '', {}), (async function* () { yield text; })());
+  }
+
+  /** Rooms, agent listening to everyone: hears this participant's session too. */
+  listenTo(media: MediaSession, speaker: string): void {
+    if (this.#closed || this.#listeners.has(media)) return;
+    this.#options.attachPipeline?.(media);
+    media.listenAlong(this.#media);
+    this.#listen(media, speaker);
+  }
+
+  /** The participant left (or the agent moved): stop hearing it. */
+  stopListening(media: MediaSession): void {
+    const listener = this.#listeners.get(media);
+    if (!listener || media === this.#media) return;
+    this.#forget(listener);
+    media.listenAlong(null);
   }
 
   close(): void {
@@ -92,28 +120,61 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
     this.#closed = true;
     this.#sessionAbort.abort();
     this.#answer?.abort.abort();
-    this.#stt?.close();
-    this.#stt = null;
+    for (const listener of [...this.#listeners.values()]) {
+      this.#forget(listener);
+      if (listener.media !== this.#media) listener.media.listenAlong(null);
+    }
     this.removeAllListeners();
   }
 
-  #onListen(event: ListenEvent, at: number): void {
+  #listen(media: MediaSession, speaker: string | null): void {
+    const onListen = (event: ListenEvent, at: number): void => this.#onListen(listener, event, at);
+    // A user utterance cut by a media loss is not a turn (docs/protocol.md): drop its audio.
+    const onMedia = (info: { state: 'lost' | 'restored' }): void => {
+      if (info.state === 'lost') listener.stt?.discard();
+    };
+    const listener: Listener = {
+      media,
+      speaker,
+      stt: null,
+      finalWaiters: [],
+      turnSeq: 0,
+      carriedText: '',
+      turnStartAt: 0,
+      detach: () => {
+        media.off('listen', onListen);
+        media.off('media', onMedia);
+      },
+    };
+    media.on('listen', onListen);
+    media.on('media', onMedia);
+    this.#listeners.set(media, listener);
+  }
+
+  #forget(listener: Listener): void {
+    listener.detach();
+    listener.stt?.close();
+    listener.stt = null;
+    for (const waiter of listener.finalWaiters.splice(0)) waiter('');
+    this.#listeners.delete(listener.media);
+  }
+
+  #onListen(listener: Listener, event: ListenEvent, at: number): void {
     if (this.#closed) return;
     switch (event.type) {
       case 'speech_start': {
-        this.#turnStartAt = at;
-        const stt = this.#sttStream();
+        listener.turnStartAt = at;
+        const stt = this.#sttStream(listener);
         for (const frame of event.preRoll) stt.pushAudio({ samples: frame, sampleRate: 16000 });
         return;
       }
       case 'audio':
-        this.#stt?.pushAudio({ samples: event.frame, sampleRate: 16000 });
+        listener.stt?.pushAudio({ samples: event.frame, sampleRate: 16000 });
         return;
       case 'speech_end':
-        this.#speechEndAt = at;
         return;
       case 'discarded':
-        this.#stt?.discard();
+        listener.stt?.discard();
         return;
       case 'barge_in':
         this.#endCurrentAnswer();
@@ -124,57 +185,58 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
         // An answer still in progress belongs to the previous turn: end it first, so that turn is
         // recorded (interrupted) before this one starts.
         this.#endCurrentAnswer();
-        this.safeEmit('utterance', { speechStartAt: this.#turnStartAt, speechEndAt, endOfTurnAt: at, audioMs: event.voicedMs, accepted: true });
-        void this.#answerTurn(at);
+        this.safeEmit('utterance', { speechStartAt: listener.turnStartAt, speechEndAt, endOfTurnAt: at, audioMs: event.voicedMs, accepted: true });
+        void this.#answerTurn(listener, at);
         return;
       }
     }
   }
 
-  #sttStream(): SttStream {
-    if (this.#stt) return this.#stt;
+  #sttStream(listener: Listener): SttStream {
+    if (listener.stt) return listener.stt;
     const stt = this.#providers.stt.stream({ sampleRate: 16000, language: this.#options.language, signal: this.#sessionAbort.signal });
-    this.#stt = stt;
+    listener.stt = stt;
+    const speaker = listener.speaker ? { speaker: listener.speaker } : {};
     void (async () => {
       try {
         for await (const event of stt) {
           if (event.type === 'partial') {
-            this.#media.hintTranscript(event.text);
-            this.safeEmit('transcript', { role: 'user', text: event.text, final: false });
+            listener.media.hintTranscript(event.text);
+            this.safeEmit('transcript', { role: 'user', text: event.text, final: false, ...speaker });
           } else {
-            this.#finalWaiters.shift()?.(event.text);
+            listener.finalWaiters.shift()?.(event.text);
           }
         }
       } catch (error) {
-        if (this.#stt === stt) this.#stt = null; // the next turn opens a fresh stream
-        for (const waiter of this.#finalWaiters.splice(0)) waiter('');
+        if (listener.stt === stt) listener.stt = null; // the next turn opens a fresh stream
+        for (const waiter of listener.finalWaiters.splice(0)) waiter('');
         if (!isAbort(error)) this.#reportError('STT', error);
       }
     })();
     return stt;
   }
 
-  async #answerTurn(endOfTurnAt: number): Promise<void> {
-    const seq = ++this.#turnSeq;
-    const stt = this.#stt;
-    const text = stt ? await this.#finalTranscript(stt) : '';
+  async #answerTurn(listener: Listener, endOfTurnAt: number): Promise<void> {
+    const seq = ++listener.turnSeq;
+    const stt = listener.stt;
+    const text = stt ? await this.#finalTranscript(listener, stt) : '';
     if (this.#closed) return;
-    if (seq !== this.#turnSeq) {
+    if (seq !== listener.turnSeq) {
       // The user spoke again (a new turn ended) before this transcript came back: the two are one
       // turn, answered together once the later one is recognised.
-      this.#carriedText = `${this.#carriedText} ${text}`.trim();
+      listener.carriedText = `${listener.carriedText} ${text}`.trim();
       return;
     }
     const sttFinalAt = Date.now();
-    const userText = `${this.#carriedText} ${text}`.trim();
-    this.#carriedText = '';
+    const userText = `${listener.carriedText} ${text}`.trim();
+    listener.carriedText = '';
     if (!userText) {
       // Nothing recognisable was said: not a turn.
       this.safeEmit('response', { phase: 'end', at: sttFinalAt, audioMs: 0, heardMs: 0, interrupted: false, text: null, skipped: true });
       return;
     }
-    this.safeEmit('transcript', { role: 'user', text: userText, final: true });
-    const answer = this.#newAnswer(userText, { endOfTurnAt, sttFinalAt });
+    this.safeEmit('transcript', { role: 'user', text: userText, final: true, ...(listener.speaker ? { speaker: listener.speaker } : {}) });
+    const answer = this.#newAnswer(listener.speaker, userText, { endOfTurnAt, sttFinalAt });
     const deltas = this.#providers.agent.respond({
       history: this.#history.slice(-this.#options.maxHistoryMessages),
       userText,
@@ -183,7 +245,7 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
     await this.#speak(answer, deltas);
   }
 
-  #finalTranscript(stt: SttStream): Promise<string> {
+  #finalTranscript(listener: Listener, stt: SttStream): Promise<string> {
     return new Promise((resolve) => {
       const waiter = (text: string) => {
         clearTimeout(timer);
@@ -191,19 +253,20 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
       };
       // No final in time: give up on this stream, so a late final cannot land on the next turn.
       const timer = setTimeout(() => {
-        this.#finalWaiters = this.#finalWaiters.filter((w) => w !== waiter);
-        if (this.#stt === stt) this.#stt = null;
+        listener.finalWaiters = listener.finalWaiters.filter((w) => w !== waiter);
+        if (listener.stt === stt) listener.stt = null;
         stt.close();
         resolve('');
       }, this.#options.sttFinalTimeoutMs);
-      this.#finalWaiters.push(waiter);
+      listener.finalWaiters.push(waiter);
       stt.flush();
     });
   }
 
-  #newAnswer(userText: string, timings: Partial<AgentTimings>): Answer {
+  #newAnswer(speaker: string | null, userText: string, timings: Partial<AgentTimings>): Answer {
     const answer: Answer = {
       abort: new AbortController(),
+      speaker,
       userText,
       agentText: '',
       timings: { endOfTurnAt: null, sttFinalAt: null, agentFirstTextAt: null, ttsFirstAudioAt: null, ...timings },
@@ -299,7 +362,7 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
       audioMs,
       heardMs,
       interrupted,
-      text: { userText: answer.userText || null, agentText, heardText },
+      text: { userText: answer.userText || null, agentText, heardText, speaker: answer.speaker },
       timings: answer.timings,
     });
   }

@@ -9,6 +9,7 @@ import { installConversationFactory } from '../../media/worker/conversation-hook
 import { ListeningPipeline } from '../../media/listening-pipeline.ts';
 import type { WorkerInit } from '../../media/worker/worker-protocol.ts';
 import type { Conversation } from '../../media/conversation-events.ts';
+import type { MediaSession } from '../../media/media-session.ts';
 import { ProviderRegistry } from './provider-registry.ts';
 import { VoiceConversation } from './voice-conversation.ts';
 import { SpeechToSpeechConversation } from './s2s-conversation.ts';
@@ -19,8 +20,8 @@ const voice = init.voice;
 const registry = new ProviderRegistry(voice, (info) => parentPort?.postMessage({ ev: 'providerfallback', info }));
 await prepareVad(voice);
 
-installConversationFactory((media, options, report) => {
-  const { providers } = registry;
+/** Gives a session its listening pipeline: the host's, or (rooms) another participant's the agent hears. */
+function attachPipeline(media: MediaSession): void {
   media.setListening(
     new ListeningPipeline(createVadStage(voice), {
       preRollMs: voice.preRollMs,
@@ -30,13 +31,23 @@ installConversationFactory((media, options, report) => {
       echoGuard: voice.echoGuard ? {} : false,
     }),
   );
+}
+
+installConversationFactory((media, options, report, speaker) => {
+  const { providers } = registry;
+  attachPipeline(media);
   let conversation: VoiceConversation | SpeechToSpeechConversation;
   if (options.mode === 's2s') {
     if (!providers.s2s) return null;
     conversation = new SpeechToSpeechConversation(media, providers.s2s, { language: options.voice.language });
   } else {
     // The final transcript may take the whole provider timeout (and one fallback) to arrive.
-    conversation = new VoiceConversation(media, providers, { language: options.voice.language, sttFinalTimeoutMs: 2 * voice.providerTimeoutMs });
+    conversation = new VoiceConversation(media, providers, {
+      language: options.voice.language,
+      sttFinalTimeoutMs: 2 * voice.providerTimeoutMs,
+      speaker,
+      attachPipeline,
+    });
   }
   conversation.on('utterance', (info) => report({ kind: 'utterance', info }));
   conversation.on('response', (info) => report({ kind: 'response', info }));
