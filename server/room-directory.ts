@@ -131,6 +131,11 @@ export class RoomDirectory extends TypedEmitter<RoomDirectoryEvents> {
     };
   }
 
+  /** The session hosting the agent of this session's room (itself, when it is the designated one). */
+  agentSessionOf(sessionId: string): string | null {
+    return this.#roomOf.get(sessionId)?.agentSessionId ?? null;
+  }
+
   /** Whether `participantId` is someone else in this session's room. */
   isOtherParticipant(sessionId: string, participantId: string): boolean {
     const room = this.#roomOf.get(sessionId);

@@ -36,7 +36,7 @@ export const ERRORS = {
   HTTP_ERR_UNSUPPORTED_MEDIA_TYPE: { retryable: false, status: 415 },
   /** WHIP PATCH without If-Match (RFC 9725). */
   HTTP_ERR_PRECONDITION_REQUIRED: { retryable: false, status: 428 },
-  /** WHIP PATCH whose If-Match is not the resource's current ETag: fetch state anew (an ICE restart needs "*"). */
+  /** WHIP PATCH whose If-Match is not the resource's current ETag: fetch state anew (an ICE restart needs If-Match: *). */
   HTTP_ERR_PRECONDITION_FAILED: { retryable: false, status: 412 },
   SESSION_ERR_CAPACITY: { retryable: true, status: 503 },
   /** The room has ROOM_MAX_PARTICIPANTS participants. */
@@ -49,7 +49,7 @@ export const ERRORS = {
   SESSION_ERR_NOT_FOUND: { retryable: false, status: 404 },
   /** `say` on a session without an agent (echo mode). */
   SESSION_ERR_NO_AGENT: { retryable: false, status: 409 },
-  /** More than SESSION_EVENT_STREAMS_MAX event streams open on one session. */
+  /** More than 4 event streams (GET /v1/sessions/:id/events) open on one session. */
   SESSION_ERR_TOO_MANY_STREAMS: { retryable: true, status: 429 },
   SESSION_ERR_IDLE_TIMEOUT: { retryable: true, status: 408 },
   SESSION_ERR_MEDIA_LOST: { retryable: true, status: 410 },

@@ -30,13 +30,20 @@ export async function registerHttpLimits(app: FastifyInstance, limits: Readonly<
     if (error.validation) {
       return reply.code(400).send(errorMessage('SIG_ERR_BAD_MESSAGE', `${error.validationContext ?? 'request'}${error.message.replace(/^(body|querystring|params)/, '')}`));
     }
+    if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+      return reply.code(400).send(errorMessage('SIG_ERR_BAD_JSON', 'the body is not valid JSON'));
+    }
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return reply.code(415).send(errorMessage('HTTP_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Type "${String(request.headers['content-type'] ?? '').slice(0, 60)}" is not accepted here`));
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reply.code(413).send(errorMessage('HTTP_ERR_BODY_TOO_LARGE', `the request body exceeds ${limits.httpBodyBytes} bytes`));
     }
-    throw error; // Fastify's default handler
+    if (error.statusCode === undefined || error.statusCode >= 500) {
+      request.log.error({ err: error.message }, 'request failed');
+      return reply.code(500).send(errorMessage('SERVER_ERR_INTERNAL', 'internal error'));
+    }
+    throw error; // Fastify's default handler (its own 4xx errors)
   });
   await app.register(rateLimit, {
     global: true,

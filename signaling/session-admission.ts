@@ -32,6 +32,7 @@ export function admitSession(
   return deps.sessions.create(room, mode, request.evict, claims.identity, {
     transport: request.transport,
     publish: hasGrant(claims, 'publish'),
-    subscribe: hasGrant(claims, 'subscribe'),
+    // The server never offers to a WHIP client, so it cannot be given forwarded tracks.
+    subscribe: request.transport === 'websocket' && hasGrant(claims, 'subscribe'),
   });
 }

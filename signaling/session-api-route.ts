@@ -1,7 +1,8 @@
 // The session API, for integrators (SIP bridges, back ends) beside whichever signaling a session uses:
 //   GET  /v1/sessions/:id          state, room participants and conversation history
 //   GET  /v1/sessions/:id/events   server-sent events: state, transcripts, turns, speech, room, errors
-//   POST /v1/sessions/:id/say      the agent speaks a text now (announcements); `agent` grant
+//   POST /v1/sessions/:id/say      the agent speaks a text now (announcements; in a shared room, the
+//                                  room's agent, to everyone); `agent` grant
 // The caller presents an access token (Bearer) of the session's identity, or one with `admin`.
 // Unknown and not-yours get the same 404, so other identities' session ids cannot be probed.
 import type { FastifyInstance } from 'fastify';
@@ -146,8 +147,10 @@ export function registerSessionApiRoutes(app: FastifyInstance, deps: SessionApiD
     async (request, reply) => {
       const { claims, session } = await liveSession(request, request.params.id);
       authorize(claims, 'agent', session.room);
-      if (session.mode === 'echo') throw new SignalingError('SESSION_ERR_NO_AGENT', 'this session is in echo mode: there is no agent to speak');
-      await media.say(session.id, request.body.text);
+      // In a shared room the agent is hosted by the designated participant's session: it speaks to everyone.
+      const host = sessions.get(sessions.rooms.agentSessionOf(session.id) ?? session.id) ?? session;
+      if (host.mode === 'echo') throw new SignalingError('SESSION_ERR_NO_AGENT', 'this session is in echo mode: there is no agent to speak');
+      await media.say(host.id, request.body.text);
       session.touch();
       return reply.code(202).send({ sessionId: session.id, accepted: true });
     },

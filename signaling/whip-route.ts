@@ -1,7 +1,7 @@
 // WHIP (RFC 9725): the HTTP signaling API for SIP bridges and other clients without a WebSocket.
 //   POST   /v1/whip?room=&mode=   application/sdp offer -> 201, SDP answer, Location, ETag, Link
 //   PATCH  /v1/whip/:id           application/trickle-ice-sdpfrag: trickle (If-Match: the ETag) -> 204,
-//                                 or ICE restart (new ufrag/pwd, If-Match: "*") -> 200 + the server's fragment
+//                                 or ICE restart (new ufrag/pwd, If-Match: *) -> 200 + the server's fragment
 //   DELETE /v1/whip/:id           ends the session
 // Every request carries an access token (Bearer) with the `sip` grant; creating one also needs
 // `join`. A WHIP session is an ordinary session (history, events, `say` via /v1/sessions/:id), but
@@ -77,8 +77,9 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
       },
     },
     async (request, reply) => {
-      requireContentType(request, SDP);
       const claims = await authenticate(request);
+      authorize(claims, 'join', request.query.room);
+      requireContentType(request, SDP);
       const offer = request.body;
       checkAudioSdp(offer, 1);
       const credentials = iceCredentials(offer);
@@ -93,7 +94,15 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
       }
       const resource: WhipResource = { offer, ufrag: credentials.ufrag, mid: /^a=mid:(\S+)\r?$/m.exec(offer)?.[1] ?? null, etag: newEtag() };
       resources.set(session.id, resource);
-      session.once('@close', () => resources.delete(session.id));
+      // A session whose media never connects is ended (a WebSocket one ends when its socket closes).
+      const connectTimer = setTimeout(() => {
+        if (!session.closed && session.state === 'connecting') sessions.close(session, 'media_never_connected', 'error');
+      }, config.reconnectWindowMs);
+      connectTimer.unref();
+      session.once('@close', () => {
+        clearTimeout(connectTimer);
+        resources.delete(session.id);
+      });
       const links = iceServerLinks(config.iceServers);
       if (links.length > 0) void reply.header('link', links);
       return reply
@@ -106,18 +115,20 @@ export function registerWhipRoutes(app: FastifyInstance, deps: WhipDeps): void {
   );
 
   app.patch<{ Params: { id: string }; Body: string }>(`${WHIP_PATH}/:id`, { schema: { params: ID_PARAMS } }, async (request, reply) => {
-    requireContentType(request, FRAGMENT);
     const claims = await authenticate(request);
     const { session, resource } = ownSession(claims, request.params.id);
-    const ifMatch = request.headers['if-match'];
-    if (ifMatch === undefined) throw new SignalingError('HTTP_ERR_PRECONDITION_REQUIRED', 'a PATCH needs If-Match: the ETag of the session, or "*" for an ICE restart');
-    if (ifMatch.trim() !== '*' && ifMatch.trim() !== resource.etag) {
+    requireContentType(request, FRAGMENT);
+    const ifMatch = request.headers['if-match']?.trim();
+    if (ifMatch === undefined) throw new SignalingError('HTTP_ERR_PRECONDITION_REQUIRED', 'a PATCH needs If-Match: the ETag of the session, or * for an ICE restart');
+    // RFC 9110's wildcard is a bare *; "*" (as RFC 9725's prose quotes it) is taken to mean the same.
+    const wildcard = ifMatch === '*' || ifMatch === '"*"';
+    if (!wildcard && ifMatch !== resource.etag) {
       throw new SignalingError('HTTP_ERR_PRECONDITION_FAILED', 'If-Match is not the current ETag of this session (after an ICE restart it changes)');
     }
     const fragment = parseSdpFragment(request.body);
     session.touch();
     if (fragment.ufrag !== null && fragment.ufrag !== resource.ufrag) {
-      if (ifMatch.trim() !== '*') throw new SignalingError('HTTP_ERR_PRECONDITION_FAILED', 'new ICE credentials restart ICE: send them with If-Match: "*"');
+      if (!wildcard) throw new SignalingError('HTTP_ERR_PRECONDITION_FAILED', 'new ICE credentials restart ICE: send them with If-Match: *');
       return restartIce(session, resource, fragment, reply);
     }
     for (const { candidate, mid } of fragment.candidates) {

@@ -1,6 +1,6 @@
 // A WHIP client with a werift peer: what a Node-based SIP bridge runs per call. It creates the
 // session (POST /v1/whip), trickles its candidates (PATCH with the ETag), restarts ICE when its
-// network changes (PATCH with If-Match: "*"), follows the session's events (SSE), asks the agent
+// network changes (PATCH with If-Match: *), follows the session's events (SSE), asks the agent
 // to speak (POST /v1/sessions/:id/say) and ends the call (DELETE). Audio goes out as 20 ms Opus
 // frames paced by a drift-free timer (silence between utterances, as a phone line sends).
 // docs/sip-bridge.md walks through the same API with curl; client/whip/example.ts runs this class.
@@ -12,7 +12,7 @@ import { readEventStream, type ServerSentEvent } from './event-stream.ts';
 export interface WhipClientOptions {
   /** The server's base URL, e.g. http://127.0.0.1:8080 */
   serverUrl: string;
-  /** An access token with the `join` and `sip` grants (`npm run token -- --grants join,publish,subscribe,sip`). */
+  /** An access token with the `join`, `publish` and `sip` grants (`npm run token -- --identity bridge-1 --grants join,publish,sip,agent`). */
   token: string;
   room?: string;
   mode?: string;
@@ -119,7 +119,7 @@ export class WhipClient {
 
   /**
    * ICE restart (the network changed): new credentials and candidates go to the server with
-   * If-Match: "*"; its answer fragment carries its own. Resolves when media is connected again.
+   * If-Match: *; its answer fragment carries its own. Resolves when media is connected again.
    */
   async restartIce(): Promise<void> {
     this.pc.restartIce();

@@ -13,6 +13,7 @@ import { mintTestToken, testIdentity } from '../helpers/auth.ts';
 import { encodePackets } from '../helpers/audio.ts';
 import { fliteSpeech } from '../helpers/flite-speech.ts';
 import { WhipClient, WhipError } from '../../client/whip/whip-client.ts';
+import { TestClient } from '../helpers/werift-client.ts';
 import type { ServerSentEvent } from '../../client/whip/event-stream.ts';
 import { MAX_EVENT_STREAMS } from '../../signaling/session-api-route.ts';
 import type { Grant } from '../../signaling/auth.ts';
@@ -174,6 +175,33 @@ describe('WHIP signaling API (SIP bridges)', () => {
     }
   });
 
+  it('in a shared room: hears the room agent, asks it to speak to everyone, restarts ICE', async () => {
+    const identity = testIdentity('bridge');
+    const token = await mintTestToken({ identity, grants: BRIDGE_GRANTS });
+    const host = await TestClient.connect(server.wsUrl, { room: 'lobby' });
+    const client = await WhipClient.connect({ serverUrl: server.url, token, room: 'lobby', hostAddresses: LOOPBACK });
+    try {
+      client.startMic();
+      const session = await client.session();
+      assert.equal(session.room, 'lobby');
+      assert.equal((session.participants as unknown[]).length, 2);
+      // `say` on the bridge's own session: the room's agent (hosted by the first participant) speaks to everyone.
+      const announced = host.next((m) => m.type === 'transcript' && m.role === 'agent' && m.final, 10_000);
+      const before = client.received.length;
+      await client.say('welcome to the lobby');
+      assert.equal((await announced as { text: string }).text, 'welcome to the lobby');
+      assert.ok(await waitFor(() => client.received.length - before >= 25, 10_000), 'the bridge heard the announcement');
+      // No forwarded tracks are ever prepared for it, so nothing stands in the way of a restart.
+      await client.restartIce();
+      const after = client.received.length;
+      await client.say('still here');
+      assert.ok(await waitFor(() => client.received.length - after >= 25, 10_000), 'audio after the restart');
+    } finally {
+      await client.close().catch(() => undefined);
+      await host.close();
+    }
+  });
+
   it('answers every error with its status and code', async () => {
     const identity = testIdentity('bridge');
     const token = await mintTestToken({ identity, grants: BRIDGE_GRANTS });
@@ -220,6 +248,7 @@ describe('WHIP signaling API (SIP bridges)', () => {
       assert.deepEqual(Object.values(await frag(trickleOnly, { 'if-match': client.etag }, stranger)).slice(0, 2), [404, 'SESSION_ERR_NOT_FOUND'], "another identity's session");
       assert.deepEqual(Object.values(await call('PATCH', path, { type: 'application/sdp', body: offer, headers: { 'if-match': client.etag } })).slice(0, 2), [415, 'HTTP_ERR_UNSUPPORTED_MEDIA_TYPE']);
       assert.equal((await frag(trickleOnly, { 'if-match': client.etag })).status, 204, 'a candidate under the current ETag');
+      assert.equal((await frag(trickleOnly, { 'if-match': '"*"' })).status, 204, 'the wildcard, also as RFC 9725 quotes it');
       assert.deepEqual(Object.values(await call('PATCH', '/v1/whip/no-such-session', { type: 'application/trickle-ice-sdpfrag', body: trickleOnly, headers: { 'if-match': '*' } })).slice(0, 2), [404, 'SESSION_ERR_NOT_FOUND']);
 
       // The session API.
@@ -229,6 +258,7 @@ describe('WHIP signaling API (SIP bridges)', () => {
       assert.deepEqual(Object.values(await call('POST', `${api}/say`, { type: 'application/json', body: JSON.stringify({ text: 'hi' }), token: noAgent })).slice(0, 2), [403, 'AUTH_ERR_MISSING_GRANT']);
       assert.deepEqual(Object.values(await call('POST', `${api}/say`, { type: 'application/json', body: JSON.stringify({ text: 'hi' }) })).slice(0, 2), [409, 'SESSION_ERR_NO_AGENT']);
       assert.deepEqual(Object.values(await call('POST', `${api}/say`, { type: 'application/json', body: JSON.stringify({ text: '' }) })).slice(0, 2), [400, 'SIG_ERR_BAD_MESSAGE']);
+      assert.deepEqual(Object.values(await call('POST', `${api}/say`, { type: 'application/json', body: '{"text": ' })).slice(0, 2), [400, 'SIG_ERR_BAD_JSON']);
       assert.deepEqual(Object.values(await call('POST', `${api}/say`, { type: 'application/json', body: JSON.stringify({ text: 'x'.repeat(5000) }) })).slice(0, 2), [400, 'SIG_ERR_BAD_MESSAGE']);
       const streams = Array.from({ length: MAX_EVENT_STREAMS }, () => new AbortController());
       const open = await Promise.all(streams.map((c) => fetch(`${server.url}${api}/events`, { headers: { authorization: `Bearer ${token}` }, signal: c.signal })));
@@ -259,3 +289,24 @@ async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boo
   }
   return true;
 }
+
+describe('WHIP: a session whose media never connects', () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startServer({ SESSION_RECONNECT_WINDOW_MS: '400' });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it('is ended after the reconnect window (media_never_connected)', async () => {
+    const token = await mintTestToken({ identity: testIdentity('bridge'), grants: BRIDGE_GRANTS });
+    const closed = new Promise<[{ id: string }, string]>((resolve) => server.sessions.once('sessionclosed', (session, reason) => resolve([session, reason])));
+    const response = await fetch(`${server.url}/v1/whip`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/sdp' }, body: await plainOffer() });
+    assert.equal(response.status, 201);
+    const id = response.headers.get('location')!.split('/').at(-1);
+    const [session, reason] = await closed;
+    assert.equal(session.id, id);
+    assert.equal(reason, 'media_never_connected');
+  });
+});
