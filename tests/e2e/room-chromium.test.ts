@@ -1,6 +1,7 @@
 // Chromium plus two werift clients in one room: the browser answers the server's renegotiation
 // offers (one m-line per remote participant, msid stream id = participant id), plays both others,
-// is heard by them, sees a leaver's m-line go inactive, and can still restart ICE afterwards with
+// is heard by them, is not answered by the agent (which listens to the designated participant only,
+// and answers everyone), sees a leaver's m-line go inactive, and can still restart ICE afterwards with
 // that m-line in its offer. The page drives a bare RTCPeerConnection (the protocol, not the SDK).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,7 +9,7 @@ import type { Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../helpers/server.ts';
 import { TestClient } from '../helpers/werift-client.ts';
 import { launchChromium, type ChromiumSession } from '../helpers/chromium.ts';
-import { SPEECH_WAV } from '../helpers/audio.ts';
+import { SPEECH_WAV, speechPackets } from '../helpers/audio.ts';
 import { mintTestToken, testIdentity } from '../helpers/auth.ts';
 import type { ServerMessage } from '../../signaling/protocol.ts';
 
@@ -130,7 +131,7 @@ describe('room with Chromium and two werift clients', () => {
     await server.close();
   });
 
-  it('answers the room offers, receives both, is heard by both, and survives a leave and an ICE restart', async () => {
+  it('answers the room offers, receives both, is heard by both, is not answered by the agent, and survives a leave and an ICE restart', async () => {
     const { page } = chromium;
     await page.goto(`${server.url}/healthz`); // same origin as the WebSocket: Chromium blocks it from about:blank
     await joinFromPage(page, server.wsUrl, await mintTestToken({ identity: testIdentity('chromium'), room: 'mixed' }), 'mixed');
@@ -149,6 +150,18 @@ describe('room with Chromium and two werift clients', () => {
     for (const client of clients) {
       await until(async () => (client.receivedByMid.get(midOfClient(client, browserId) ?? '')?.length ?? 0) > 50, 10_000, 'the browser heard by a werift client');
     }
+
+    // The agent (here the echo) listens to the designated participant only: the first werift client.
+    // The second one speaks first, then the first one: only the first is answered, and everyone hears it.
+    const answered = clients[0]!.next<Extract<ServerMessage, { type: 'turn' }>>((m) => m.type === 'turn', 20_000);
+    await clients[1]!.speak(speechPackets(800).packets);
+    const othersBefore = clients[1]!.received.length;
+    await clients[0]!.speak(speechPackets(600).packets);
+    const turn = (await answered).turn;
+    assert.equal(turn.index, 0, 'the second client was not answered');
+    const histories = [...server.sessions.all()].filter((s) => s.room === 'mixed').map((s) => s.history.length);
+    assert.deepEqual(histories.sort(), [0, 0, 1], 'one turn in the room: the designated participant\'s');
+    await until(async () => clients[1]!.received.length - othersBefore > 100, 10_000, 'the answer on the other werift client');
 
     // The second werift client leaves: its m-line goes inactive in the browser.
     const leaverMid = midOf(state, ids[1]!)!;
