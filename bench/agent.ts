@@ -5,7 +5,8 @@
 //                                   packet sent; target endpointing silence (TURN_END_SILENCE_MS) + 50
 //   ... of which                    endpointing silence, STT final, agent first text, TTS first audio
 //   barge-in reaction               the server's barge-in decision (its `speech barge_in` message) ->
-//                                   the last answer packet the client received; target < 100 ms
+//                                   the last packet of the interrupted answer the client received (the
+//                                   next answer follows a pause of >= 250 ms); target < 100 ms
 //   interrupting speech -> stop     first frame of the interrupting speech sent -> last answer packet
 //                                   (includes VAD onset, BARGE_IN_MIN_MS of speech the decision waits
 //                                   for, and what is left of BARGE_IN_GRACE_MS: the speech starts
@@ -75,7 +76,13 @@ async function main(): Promise<void> {
         await spoken;
         await nextTurn(client).catch(() => undefined); // the interruption is a turn of its own
         if (!interrupted.interrupted) continue;
-        const lastAnswerPacket = Math.max(...client.received.filter((p) => p.at < decidedAt + 1000).map((p) => p.at));
+        // The interrupted answer's last packet: the last one before the next answer, which starts after
+        // a pause of at least the endpointing silence (packets of one answer are 20 ms apart).
+        const received = client.received;
+        let last = received.length - 1;
+        while (last > 0 && received[last]!.at > decidedAt) last--;
+        while (last + 1 < received.length && received[last + 1]!.at - received[last]!.at < 250) last++;
+        const lastAnswerPacket = received[last]!.at;
         reaction.push(lastAnswerPacket - decidedAt);
         speechToStop.push(lastAnswerPacket - spokeAt);
       } catch (error) {

@@ -36,11 +36,17 @@ export interface EchoGuardOptions {
   /** How far (frames) the echo path may wander from the learnt one under load. */
   wanderFrames: number;
   /**
-   * A learnt echo path is forgotten after this much audio that should have matched it and did not
-   * (sound on the microphone while the agent's voice was due back, no good match: halfway between
-   * minCorrelation and lockCorrelation). Pauses of the agent do not count.
+   * A learnt echo path is forgotten after this much audio that should have matched it and did not:
+   * sound on the microphone while the agent's voice was due back without a good match (halfway
+   * between minCorrelation and lockCorrelation), or silence where the echo of loud audio was due.
+   * Pauses of the agent do not count.
    */
   pathTimeoutMs: number;
+  /**
+   * A learnt path is forgotten sooner on silence where the echo of loud audio was due (this much of
+   * it): real echo does not vanish while the agent talks, a chance match was never echo.
+   */
+  missingEchoMs: number;
   /** Confident matches before the echo path counts as established. */
   establishFrames: number;
   /** On an established path, speech this much above the expected echo level is the user. */
@@ -66,6 +72,7 @@ export const DEFAULT_ECHO_GUARD_OPTIONS: EchoGuardOptions = {
   wanderFrames: 3,
   establishFrames: 10,
   pathTimeoutMs: 1500,
+  missingEchoMs: 400,
   doubleTalkMarginDb: 6,
 };
 
@@ -84,6 +91,7 @@ export class EchoGuard {
   #slotOffset: number | null = null;
   #confidentFrames = 0;
   #unconfirmedMs = 0;
+  #missingEchoMs = 0;
   readonly #inbound: Float64Array;
   #inboundCount = 0;
   #lastSentAtMs = -Infinity;
@@ -138,24 +146,28 @@ export class EchoGuard {
     const expected = this.#inboundAtMs + o.frameMs;
     this.#inboundAtMs = Math.abs(atMs - expected) < o.resyncMs ? expected : atMs;
     if (!this.active(atMs)) return false;
-    // While echo may be arriving, near-silent frames (the fading tail of the agent's words, which a
-    // VAD with hangover still calls speech) are not the user taking the floor.
-    if (level < o.floorDb) return true;
-    this.checks++;
-    // An echo path that stopped being confirmed is forgotten: real echo keeps matching while the
-    // agent talks, a chance match (the user happening to sound like the agent) does not.
-    if (this.#bestLag !== null && this.#unconfirmedMs > o.pathTimeoutMs) {
-      this.#bestLag = null;
-      this.#confidentFrames = 0;
-      this.#erlDb = null;
-      this.#unconfirmedMs = 0;
-    }
     // The tick this inbound frame lines up with (ticks may have stopped since the answer ended). The
     // offset between inbound frames and ticks is smoothed: both run at 20 ms, and rounding a
     // per-frame estimate would flip between two neighbouring ticks and smear the envelope.
     const rawOffset = this.#sentHead + (this.#inboundAtMs - this.#lastTickAtMs) / o.frameMs - this.#inboundCount;
     this.#slotOffset = this.#slotOffset === null || Math.abs(rawOffset - this.#slotOffset) > 5 ? rawOffset : this.#slotOffset + 0.05 * (rawOffset - this.#slotOffset);
     const slot = this.#inboundCount + Math.round(this.#slotOffset);
+    if (level < o.floorDb) {
+      // Silence where the learnt path says the echo of loud audio should be: evidence against the
+      // path (a chance match on the user, or a client that has since turned echo cancellation on).
+      const learnt = this.#bestLag;
+      if (learnt !== null && this.#erlDb !== null) {
+        let quietest = 0;
+        for (let lag = learnt - 1; lag <= learnt + 1; lag++) quietest = Math.min(quietest, this.#sentLevel(slot - lag));
+        if (quietest + this.#erlDb > o.quietDb) this.#missingEchoMs += o.frameMs;
+        this.#forgetStalePath();
+      }
+      // Otherwise, while echo may be arriving, near-silent frames (the fading tail of the agent's
+      // words, which a VAD with hangover still calls speech) are not the user taking the floor.
+      return true;
+    }
+    this.checks++;
+    this.#forgetStalePath();
     const maxLag = Math.ceil(o.maxDelayMs / o.frameMs);
     // With a known echo path, only lags near it are plausible (a few frames of jitter); without
     // one, every lag is tried but only a near-perfect match counts (and then fixes the path).
@@ -186,7 +198,7 @@ export class EchoGuard {
       if (Math.abs(lag - bestLag) <= 1) nearMax = Math.max(nearMax, l);
     }
     const confident = best >= (o.minCorrelation + o.lockCorrelation) / 2;
-    if (confident) this.#unconfirmedMs = 0;
+    if (confident) this.#unconfirmedMs = this.#missingEchoMs = 0;
     else if (known && wideMax > SILENT_DB) this.#unconfirmedMs += o.frameMs;
     // Louder than anything sent around the echo path (by more than coding noise at low levels
     // allows): the user. With a learnt path the whole wander range counts (at an onset, the best
@@ -210,6 +222,16 @@ export class EchoGuard {
       return true;
     }
     return false;
+  }
+
+  // An echo path that stopped being confirmed is forgotten: real echo keeps matching while the agent
+  // talks, a chance match (the user happening to sound like the agent) does not.
+  #forgetStalePath(): void {
+    if (this.#bestLag === null || (this.#unconfirmedMs <= this.options.pathTimeoutMs && this.#missingEchoMs <= this.options.missingEchoMs)) return;
+    this.#bestLag = null;
+    this.#confidentFrames = 0;
+    this.#erlDb = null;
+    this.#unconfirmedMs = this.#missingEchoMs = 0;
   }
 
   #sentLevel(slot: number): number {

@@ -118,6 +118,25 @@ describe('EchoGuard', () => {
     assert.ok(share < 0.2, `echo share of the user's speech once the path is stale ${share.toFixed(2)}`);
   });
 
+  it('forgets an echo path whose echo stops coming back while the agent talks (echo cancellation turned on)', () => {
+    // The microphone hears the echo (the path is learnt), then silence for 2 s while the agent keeps
+    // talking, then the user, as loud as the agent, saying something else.
+    const guard = new EchoGuard();
+    const frames = Math.floor(speech.length / FRAME);
+    const reversed = speech.slice().reverse();
+    const userFrom = frames + 100;
+    const userDecisions: boolean[] = [];
+    for (let t = 0; t < userFrom + frames; t++) {
+      guard.sent(frameAt(speech, t % frames), t * 20);
+      const mic = t < frames ? frameAt(speech, t - 6) : t < userFrom ? new Int16Array(FRAME) : frameAt(reversed, t - userFrom);
+      const isEcho = guard.isEcho(frameLevelDb(mic), t * 20);
+      if (t >= userFrom && frameLevelDb(mic) > -40) userDecisions.push(isEcho);
+    }
+    const share = userDecisions.filter(Boolean).length / userDecisions.length;
+    assert.ok(userDecisions.length > 50);
+    assert.ok(share < 0.2, `echo share of the user's speech ${share.toFixed(2)}`);
+  });
+
   it('is idle when nothing was sent', () => {
     const guard = new EchoGuard();
     for (let i = 0; i < 100; i++) assert.equal(guard.isEcho(frameLevelDb(frameAt(speech, i)), i * 20), false);
