@@ -55,6 +55,13 @@ export class PocketsphinxStt implements SttProvider {
     return new PocketsphinxStream(this.#pool, this.#options, options);
   }
 
+  /** Creates a decoder ahead of the first turn (else that turn waits ~0.5 s for it). */
+  async warmUp(): Promise<void> {
+    if (this.#closed) return;
+    const decoder = await this.#pool.lease(new AbortController().signal);
+    this.#pool.giveBack(decoder, false);
+  }
+
   /** Lets go of the thread's decoders (freed once no other provider uses them). */
   close(): void {
     if (this.#closed) return;

@@ -34,7 +34,7 @@ export class ProviderRegistry {
   readonly #config: VoiceConfig;
   readonly #onFallback: FallbackListener;
   #set: ProviderSet | null = null;
-  #local: { stt?: SttProvider; tts?: TtsProvider; agent?: Agent } = {};
+  #local: { stt?: PocketsphinxStt; tts?: FliteTts; agent?: Agent } = {};
 
   constructor(config: VoiceConfig, onFallback: FallbackListener) {
     this.#config = config;
@@ -61,6 +61,20 @@ export class ProviderRegistry {
       s2s: c.modes.includes('s2s') ? chain(c.providers.s2s.map((name) => this.#s2s(name)), (list) => new FallbackS2s(list, options)) : null,
     };
     return this.#set;
+  }
+
+  /**
+   * Readies the local providers the chains use (a speech-recogniser decoder, flite), so the
+   * worker's first turn does not pay for loading them. Failures are left for that turn to report.
+   */
+  async warmUp(): Promise<void> {
+    if (!this.#config.modes.includes('stt_tts')) return;
+    void this.providers;
+    const local = this.#local;
+    await Promise.all([
+      local.stt?.warmUp().catch(() => undefined),
+      local.tts?.warmUp().catch(() => undefined),
+    ]);
   }
 
   #stt(name: string): SttProvider {

@@ -19,6 +19,7 @@ const init = workerData as WorkerInit;
 const voice = init.voice;
 const registry = new ProviderRegistry(voice, (info) => parentPort?.postMessage({ ev: 'providerfallback', info }));
 await prepareVad(voice);
+void registry.warmUp(); // not awaited: the worker serves at once; a turn in the first ~0.5 s waits for it
 
 /** Gives a session its listening pipeline: the host's, or (rooms) another participant's the agent hears. */
 function attachPipeline(media: MediaSession): void {
