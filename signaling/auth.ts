@@ -1,4 +1,5 @@
-// Access tokens: JWTs saying who a client is (`sub`), which room it may be in (`room`, optional) and
+// Access tokens: JWTs saying who a client is (`sub`), which room it may be in (`room`, optional), the
+// session mode it gets when it asks for none (`mode`, optional) and
 // what it may do (`grants`), valid from `nbf` to `exp` (required). HS256 with a shared secret by
 // default, EdDSA (Ed25519) with a public key. Each key verifies its own algorithm only, chosen from
 // the token header before anything else is trusted, so `alg: none` and algorithm confusion (a public
@@ -8,6 +9,7 @@ import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { SignalingError, type ErrorCode } from './errors.ts';
 import { parseEd25519Key } from './auth-keys.ts';
+import { SESSION_MODES, type SessionMode } from './protocol.ts';
 import type { AuthConfig, AuthDevMode } from '../server/access-config.ts';
 
 export const GRANTS = ['join', 'publish', 'subscribe', 'agent', 'sip', 'admin'] as const;
@@ -29,6 +31,8 @@ export interface AccessClaims {
   identity: string;
   /** The room the token is bound to; null = any room. */
   room: string | null;
+  /** The session mode used when the join or WHIP request names none (`mode` claim); null = the server's default. */
+  mode: SessionMode | null;
   grants: Grant[];
   /** From `exp`, ms since the epoch. */
   expiresAt: number;
@@ -37,6 +41,8 @@ export interface AccessClaims {
 export interface MintRequest {
   identity: string;
   room?: string | null;
+  /** The session mode the token's sessions get unless the request names one. */
+  mode?: SessionMode | null;
   grants?: readonly Grant[];
   /** Defaults to the configured lifetime (AUTH_TOKEN_TTL_MS, 10 minutes). */
   ttlMs?: number;
@@ -124,7 +130,9 @@ export class AccessTokens {
     if (request.room != null && !ROOM.test(request.room)) throw new Error('room must be 1-64 characters of A-Z a-z 0-9 _ . -');
     const nowS = Math.floor(this.#options.now() / 1000);
     const ttlS = Math.max(1, Math.round((request.ttlMs ?? this.#config.tokenTtlMs) / 1000));
-    const jwt = new SignJWT({ ...(request.room != null ? { room: request.room } : {}), grants: [...(request.grants ?? DEFAULT_GRANTS)] })
+    if (request.mode != null && !SESSION_MODES.includes(request.mode)) throw new Error(`mode must be one of ${SESSION_MODES.join(', ')}`);
+    const claims = { ...(request.room != null ? { room: request.room } : {}), ...(request.mode != null ? { mode: request.mode } : {}) };
+    const jwt = new SignJWT({ ...claims, grants: [...(request.grants ?? DEFAULT_GRANTS)] })
       .setProtectedHeader({ alg: signer.alg, typ: 'JWT' })
       .setSubject(request.identity)
       .setIssuedAt(nowS)
@@ -200,13 +208,14 @@ function joseRefusal(error: unknown): SignalingError {
 }
 
 function claimsOf(payload: JWTPayload): AccessClaims {
-  const { sub, room, grants, exp } = payload as JWTPayload & { room?: unknown; grants?: unknown };
+  const { sub, room, mode, grants, exp } = payload as JWTPayload & { room?: unknown; mode?: unknown; grants?: unknown };
   if (typeof sub !== 'string' || !IDENTITY.test(sub)) throw refusal('AUTH_ERR_INVALID_CLAIMS', '"sub" must be 1-128 characters without spaces or control characters');
   if (room !== undefined && (typeof room !== 'string' || !ROOM.test(room))) throw refusal('AUTH_ERR_INVALID_CLAIMS', '"room" must be a room name');
+  if (mode !== undefined && !(SESSION_MODES as readonly unknown[]).includes(mode)) throw refusal('AUTH_ERR_INVALID_CLAIMS', `"mode" must be one of ${SESSION_MODES.join(', ')}`);
   if (grants !== undefined && (!Array.isArray(grants) || grants.some((g) => typeof g !== 'string'))) {
     throw refusal('AUTH_ERR_INVALID_CLAIMS', '"grants" must be an array of strings');
   }
   // Grants this server does not know are ignored: newer issuers may add some.
   const known = ((grants ?? []) as string[]).filter((g): g is Grant => (GRANTS as readonly string[]).includes(g));
-  return { identity: sub, room: room ?? null, grants: [...new Set(known)], expiresAt: (exp ?? 0) * 1000 };
+  return { identity: sub, room: room ?? null, mode: (mode as SessionMode | undefined) ?? null, grants: [...new Set(known)], expiresAt: (exp ?? 0) * 1000 };
 }

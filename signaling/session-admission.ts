@@ -25,9 +25,10 @@ export function admitSession(
   // A room-bound token names the room when the request does not.
   const room = request.room ?? claims.room ?? undefined;
   const allowed = deps.config.voice.modes;
-  const mode = (request.mode ?? deps.config.voice.defaultMode) as SessionMode;
+  // Likewise the token's `mode` claim when the request names no mode.
+  const mode = (request.mode ?? claims.mode ?? deps.config.voice.defaultMode) as SessionMode;
   if (!SESSION_MODES.includes(mode) || !allowed.includes(mode)) {
-    throw new SignalingError('SIG_ERR_UNSUPPORTED_MODE', `mode "${request.mode}" is not available; use one of ${allowed.join(', ')}`);
+    throw new SignalingError('SIG_ERR_UNSUPPORTED_MODE', `mode "${mode}" is not available; use one of ${allowed.join(', ')}`);
   }
   return deps.sessions.create(room, mode, request.evict, claims.identity, {
     transport: request.transport,

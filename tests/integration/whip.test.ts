@@ -233,9 +233,11 @@ describe('WHIP signaling API (SIP bridges)', () => {
     assert.deepEqual(Object.values(await sdp(offer, { query: '?room=no%20spaces' })).slice(0, 2), [400, 'SIG_ERR_BAD_MESSAGE']);
     assert.deepEqual(Object.values(await sdp(`${offer}${'a=x-padding\r\n'.repeat(500)}`)).slice(0, 2), [413, 'SIG_ERR_SDP_TOO_LARGE']);
 
-    // A live session to PATCH, read and DELETE (echo mode: no agent).
-    const client = await WhipClient.connect({ serverUrl: server.url, token, mode: 'echo', hostAddresses: LOOPBACK, trickle: false });
+    // A live session to PATCH, read and DELETE; echo mode (no agent), named by the token's `mode` claim.
+    const echoToken = await mintTestToken({ identity, grants: BRIDGE_GRANTS, mode: 'echo' });
+    const client = await WhipClient.connect({ serverUrl: server.url, token: echoToken, hostAddresses: LOOPBACK, trickle: false });
     try {
+      assert.equal((await client.session()).mode, 'echo', 'the mode came from the token');
       const path = `/v1/whip/${client.sessionId}`;
       const frag = (body: string, headers: Record<string, string>, as = token) => call('PATCH', path, { type: 'application/trickle-ice-sdpfrag', body, headers, token: as });
       const candidate = 'a=ice-ufrag:zzzz\r\na=ice-pwd:zzzzzzzzzzzzzzzzzzzzzzzz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n';

@@ -52,7 +52,7 @@ describe('access tokens (HS256)', () => {
     const t = tokens();
     const token = await t.mint({ identity: 'alice', room: 'kitchen' });
     const claims = await t.verify(token);
-    assert.deepEqual(claims, { identity: 'alice', room: 'kitchen', grants: ['join', 'publish', 'subscribe'], expiresAt: (seconds(NOW) + 600) * 1000 });
+    assert.deepEqual(claims, { identity: 'alice', room: 'kitchen', mode: null, grants: ['join', 'publish', 'subscribe'], expiresAt: (seconds(NOW) + 600) * 1000 });
     const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
     assert.equal(payload.exp - payload.iat, 600, '10 minutes');
   });
@@ -111,6 +111,13 @@ describe('access tokens (HS256)', () => {
     assert.equal(await codeOf(scoped.verify(await scoped.mint({ identity: 'alice' }))), 'ok', 'minted tokens carry iss and aud');
   });
 
+  it('carries a session mode (the default for requests that name none), and refuses an unknown one', async () => {
+    const t = tokens();
+    assert.equal((await t.verify(await t.mint({ identity: 'bridge', mode: 'echo' }))).mode, 'echo');
+    assert.equal(await codeOf(t.verify(await jwt({ mode: 'karaoke' }).sign(key(SECRET)))), 'AUTH_ERR_INVALID_CLAIMS');
+    await assert.rejects(t.mint({ identity: 'bridge', mode: 'karaoke' as never }), /mode must be one of/);
+  });
+
   it('ignores grants it does not know', async () => {
     const claims = await tokens().verify(await jwt({ grants: ['join', 'teleport', 'join'] }).sign(key(SECRET)));
     assert.deepEqual(claims.grants, ['join']);
@@ -148,7 +155,7 @@ describe('access tokens (EdDSA)', () => {
 });
 
 describe('authorization', () => {
-  const claims = (grants: AccessClaims['grants'], room: string | null = null): AccessClaims => ({ identity: 'alice', room, grants, expiresAt: NOW + 1000 });
+  const claims = (grants: AccessClaims['grants'], room: string | null = null): AccessClaims => ({ identity: 'alice', room, mode: null, grants, expiresAt: NOW + 1000 });
 
   it('needs the grant, and a room-bound token only in its room', () => {
     assert.equal(syncCodeOf(() => authorize(claims(['join']), 'join', 'kitchen')), 'ok');
