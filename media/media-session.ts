@@ -208,7 +208,8 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   }
 
   /** Agent modes: frames go through this pipeline and come out as `listen` events. */
-  setListening(pipeline: ListeningPipeline): void {
+  setListening(pipeline: ListeningPipeline | null): void {
+    if (this.#listening !== pipeline) this.#listening?.close(); // gives back its Silero lease
     this.#listening = pipeline;
   }
 

@@ -113,6 +113,7 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
     if (!listener || media === this.#media) return;
     this.#forget(listener);
     media.listenAlong(null);
+    media.setListening(null);
   }
 
   close(): void {
@@ -122,7 +123,9 @@ export class VoiceConversation extends TypedEmitter<ConversationEvents> {
     this.#answer?.abort.abort();
     for (const listener of [...this.#listeners.values()]) {
       this.#forget(listener);
-      if (listener.media !== this.#media) listener.media.listenAlong(null);
+      if (listener.media === this.#media) continue;
+      listener.media.listenAlong(null);
+      listener.media.setListening(null);
     }
     this.removeAllListeners();
   }
