@@ -3,15 +3,10 @@
 // Tests script what it answers; it records what the client sent so tests can assert on the wire.
 // Like Deepgram, it answers CloseStream with a Metadata message and a normal close, and it can
 // refuse handshakes with a status, a `dg-error` header and a JSON body.
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
+import { WebSocketStandIn, type Handshake } from './websocket-stand-in.ts';
 
-export interface Handshake {
-  path: string;
-  query: URLSearchParams;
-  headers: http.IncomingHttpHeaders;
-}
+export type { Handshake };
 
 export interface HandshakeRefusal {
   status: number;
@@ -34,71 +29,40 @@ export interface ResultsScript {
 }
 
 export class DeepgramTestServer {
-  readonly #http = http.createServer();
-  readonly #wss = new WebSocketServer({ noServer: true });
-  readonly #connections: DeepgramTestConnection[] = [];
-  readonly #waiters = new Map<number, Array<(connection: DeepgramTestConnection) => void>>();
-  readonly #refusals: HandshakeRefusal[] = [];
-  /** Handshakes refused with refuseNextHandshake. */
-  readonly refused: Handshake[] = [];
+  readonly #socket: WebSocketStandIn<DeepgramTestConnection>;
 
   static async start(): Promise<DeepgramTestServer> {
-    const server = new DeepgramTestServer();
-    await new Promise<void>((resolve) => server.#http.listen(0, '127.0.0.1', resolve));
-    return server;
+    return new DeepgramTestServer(await WebSocketStandIn.start((ws, handshake) => new DeepgramTestConnection(ws, handshake)));
   }
 
-  private constructor() {
-    this.#http.on('upgrade', (request: http.IncomingMessage, socket: Socket, head: Buffer) => {
-      const url = new URL(request.url ?? '/', 'http://127.0.0.1');
-      const handshake: Handshake = { path: url.pathname, query: url.searchParams, headers: request.headers };
-      const refusal = this.#refusals.shift();
-      if (refusal) {
-        this.refused.push(handshake);
-        const body = refusal.body ?? '';
-        const headers = [
-          `HTTP/1.1 ${refusal.status} ${http.STATUS_CODES[refusal.status] ?? 'Error'}`,
-          ...(refusal.dgError ? [`dg-error: ${refusal.dgError}`] : []),
-          'Content-Type: application/json',
-          `Content-Length: ${Buffer.byteLength(body)}`,
-          'Connection: close',
-        ];
-        socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
-        return;
-      }
-      this.#wss.handleUpgrade(request, socket, head, (ws) => {
-        const connection = new DeepgramTestConnection(ws, handshake);
-        const index = this.#connections.push(connection) - 1;
-        for (const resolve of this.#waiters.get(index) ?? []) resolve(connection);
-        this.#waiters.delete(index);
-      });
-    });
+  private constructor(socket: WebSocketStandIn<DeepgramTestConnection>) {
+    this.#socket = socket;
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${(this.#http.address() as AddressInfo).port}/v1/listen`;
+    return `ws://127.0.0.1:${this.#socket.port}/v1/listen`;
   }
 
   get connectionCount(): number {
-    return this.#connections.length;
+    return this.#socket.connectionCount;
+  }
+
+  /** Handshakes refused with refuseNextHandshake. */
+  get refused(): Handshake[] {
+    return this.#socket.refused;
   }
 
   refuseNextHandshake(refusal: HandshakeRefusal): void {
-    this.#refusals.push(refusal);
+    this.#socket.refuseNextHandshake({ status: refusal.status, body: refusal.body, headers: refusal.dgError ? { 'dg-error': refusal.dgError } : {} });
   }
 
   /** The index-th accepted connection (0-based), once it exists. */
   connection(index: number): Promise<DeepgramTestConnection> {
-    const existing = this.#connections[index];
-    if (existing) return Promise.resolve(existing);
-    return new Promise((resolve) => this.#waiters.set(index, [...(this.#waiters.get(index) ?? []), resolve]));
+    return this.#socket.connection(index);
   }
 
-  async close(): Promise<void> {
-    for (const connection of this.#connections) connection.drop();
-    this.#wss.close();
-    this.#http.closeAllConnections();
-    await new Promise<void>((resolve) => this.#http.close(() => resolve()));
+  close(): Promise<void> {
+    return this.#socket.close();
   }
 }
 

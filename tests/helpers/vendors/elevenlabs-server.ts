@@ -6,15 +6,8 @@
 // flush, once 120 characters are held (the first step of the default chunk_length_schedule), or at
 // the end of input; its "speech" is speechFor(text), so tests know the exact samples to expect.
 // Audio goes out in odd-sized pieces so samples straddle messages, as they can on the real service.
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
-
-export interface Handshake {
-  path: string;
-  query: URLSearchParams;
-  headers: http.IncomingHttpHeaders;
-}
+import type { WebSocket } from 'ws';
+import { WebSocketStandIn, type Handshake } from './websocket-stand-in.ts';
 
 export interface ElevenLabsTestServerOptions {
   /** Answer text with speechFor(text) by itself; off: the test scripts every answer. */
@@ -44,65 +37,35 @@ export function littleEndian(samples: Int16Array): Buffer {
 }
 
 export class ElevenLabsTestServer {
-  readonly #http = http.createServer();
-  readonly #wss = new WebSocketServer({ noServer: true });
-  readonly #options: ElevenLabsTestServerOptions;
-  readonly #connections: ElevenLabsTestConnection[] = [];
-  readonly #waiters = new Map<number, Array<(connection: ElevenLabsTestConnection) => void>>();
-  readonly #refusals: Array<{ status: number; body: string }> = [];
+  readonly #socket: WebSocketStandIn<ElevenLabsTestConnection>;
 
   static async start(options: Partial<ElevenLabsTestServerOptions> = {}): Promise<ElevenLabsTestServer> {
-    const server = new ElevenLabsTestServer({ synthesize: true, chunkBytes: 1001, ...options });
-    await new Promise<void>((resolve) => server.#http.listen(0, '127.0.0.1', resolve));
-    return server;
+    const resolved = { synthesize: true, chunkBytes: 1001, ...options };
+    return new ElevenLabsTestServer(await WebSocketStandIn.start((ws, handshake) => new ElevenLabsTestConnection(ws, handshake, resolved)));
   }
 
-  private constructor(options: ElevenLabsTestServerOptions) {
-    this.#options = options;
-    this.#http.on('upgrade', (request: http.IncomingMessage, socket: Socket, head: Buffer) => {
-      const url = new URL(request.url ?? '/', 'http://127.0.0.1');
-      const refusal = this.#refusals.shift();
-      if (refusal) {
-        const { status, body } = refusal;
-        const reason = http.STATUS_CODES[status] ?? 'Error';
-        socket.end(
-          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-        );
-        return;
-      }
-      this.#wss.handleUpgrade(request, socket, head, (ws) => {
-        const handshake = { path: url.pathname, query: url.searchParams, headers: request.headers };
-        const connection = new ElevenLabsTestConnection(ws, handshake, this.#options);
-        const index = this.#connections.push(connection) - 1;
-        for (const resolve of this.#waiters.get(index) ?? []) resolve(connection);
-        this.#waiters.delete(index);
-      });
-    });
+  private constructor(socket: WebSocketStandIn<ElevenLabsTestConnection>) {
+    this.#socket = socket;
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${(this.#http.address() as AddressInfo).port}/v1`;
+    return `ws://127.0.0.1:${this.#socket.port}/v1`;
   }
 
   get connectionCount(): number {
-    return this.#connections.length;
+    return this.#socket.connectionCount;
   }
 
   refuseNextHandshake(status: number, body: string): void {
-    this.#refusals.push({ status, body });
+    this.#socket.refuseNextHandshake({ status, body });
   }
 
   connection(index: number): Promise<ElevenLabsTestConnection> {
-    const existing = this.#connections[index];
-    if (existing) return Promise.resolve(existing);
-    return new Promise((resolve) => this.#waiters.set(index, [...(this.#waiters.get(index) ?? []), resolve]));
+    return this.#socket.connection(index);
   }
 
-  async close(): Promise<void> {
-    for (const connection of this.#connections) connection.drop();
-    this.#wss.close();
-    this.#http.closeAllConnections();
-    await new Promise<void>((resolve) => this.#http.close(() => resolve()));
+  close(): Promise<void> {
+    return this.#socket.close();
   }
 }
 
