@@ -17,15 +17,12 @@ const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/v1/signal
 /** Register before any route: the rate limit applies to routes declared after it. */
 export async function registerHttpLimits(app: FastifyInstance, limits: Readonly<LimitsConfig>): Promise<void> {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof SignalingError) {
+    // Our errors carry their code: SignalingError, and the media layer's MediaError (MEDIA_ERR_*, SIG_ERR_GLARE, ...).
+    if (typeof error.code === 'string' && isErrorCode(error.code)) {
       const status = ERRORS[error.code].status;
       // RFC 6750: a 401 tells the client how to authenticate.
       if (status === 401) reply.header('www-authenticate', `Bearer realm="voice-session", error="${error.code === 'AUTH_ERR_MISSING' ? 'invalid_request' : 'invalid_token'}"`);
       return reply.code(status).send(errorMessage(error.code, error.message));
-    }
-    // The media layer's errors carry our codes too (MediaError: MEDIA_ERR_*, SIG_ERR_GLARE, ...).
-    if (typeof error.code === 'string' && isErrorCode(error.code)) {
-      return reply.code(ERRORS[error.code].status).send(errorMessage(error.code, error.message));
     }
     if (error.validation) {
       return reply.code(400).send(errorMessage('SIG_ERR_BAD_MESSAGE', `${error.validationContext ?? 'request'}${error.message.replace(/^(body|querystring|params)/, '')}`));

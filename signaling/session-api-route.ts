@@ -6,13 +6,14 @@
 // The caller presents an access token (Bearer) of the session's identity, or one with `admin`.
 // Unknown and not-yours get the same 404, so other identities' session ids cannot be probed.
 import type { FastifyInstance } from 'fastify';
-import { authorize, mayActFor, type AccessTokens } from './auth.ts';
+import { authorize, mayActFor, type AccessClaims, type AccessTokens } from './auth.ts';
 import { authenticateRequest } from './request-auth.ts';
 import { SignalingError } from './errors.ts';
 import type { ServerMessage } from './protocol.ts';
 import type { SessionManager } from '../server/session-manager.ts';
 import type { MediaPool } from '../server/media-pool.ts';
 import type { SessionStore } from '../server/session-store.ts';
+import type { Session } from '../server/session.ts';
 
 /** What an event stream carries: the conversation and the room, not the client's own signaling. */
 const STREAMED: ReadonlySet<ServerMessage['type']> = new Set(['state', 'transcript', 'turn', 'speech', 'participant', 'error', 'draining']);
@@ -37,18 +38,22 @@ const notFound = (): SignalingError => new SignalingError('SESSION_ERR_NOT_FOUND
 export function registerSessionApiRoutes(app: FastifyInstance, deps: SessionApiDeps): void {
   const { sessions, media, store, tokens } = deps;
 
-  /** The caller's live session. */
+  /** The caller's session if it is live, else null. */
+  const ownLive = (claims: AccessClaims, id: string): Session | null => {
+    const session = sessions.get(id);
+    return session && !session.closed && mayActFor(claims, session) ? session : null;
+  };
   const liveSession = async (request: Parameters<typeof authenticateRequest>[1], id: string) => {
     const claims = await authenticateRequest(tokens, request);
-    const session = sessions.get(id);
-    if (!session || session.closed || !mayActFor(claims, session)) throw notFound();
+    const session = ownLive(claims, id);
+    if (!session) throw notFound();
     return { claims, session };
   };
 
   app.get<{ Params: { id: string } }>('/v1/sessions/:id', { schema: { params: ID_PARAMS } }, async (request) => {
     const claims = await authenticateRequest(tokens, request);
-    const session = sessions.get(request.params.id);
-    if (session && !session.closed && mayActFor(claims, session)) {
+    const session = ownLive(claims, request.params.id);
+    if (session) {
       const room = sessions.rooms.snapshot(session.id);
       return {
         sessionId: session.id,

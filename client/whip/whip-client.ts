@@ -94,7 +94,7 @@ export class WhipClient {
     const { serverUrl, room, mode } = this.options;
     const trickle = this.options.trickle ?? true;
     const offer = await this.pc.createOffer();
-    this.#noPublicStun();
+    disablePublicStun(this.pc);
     await this.pc.setLocalDescription(offer);
     const local = this.pc.localDescription!.sdp;
     const query = new URLSearchParams({ ...(room ? { room } : {}), ...(mode ? { mode } : {}) });
@@ -124,7 +124,7 @@ export class WhipClient {
   async restartIce(): Promise<void> {
     this.pc.restartIce();
     const offer = await this.pc.createOffer();
-    this.#noPublicStun();
+    disablePublicStun(this.pc);
     await this.pc.setLocalDescription(offer);
     const response = await this.#fetch(
       this.resourceUrl,
@@ -257,8 +257,12 @@ export class WhipClient {
     });
   }
 
-  // werift falls back to a public STUN server even with `iceServers: []` (see FIELD-NOTES).
-  #noPublicStun(): void {
-    for (const t of this.pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
-  }
+}
+
+/**
+ * werift falls back to a public STUN server even with `iceServers: []` (see FIELD-NOTES): clear it
+ * on every ICE transport before setLocalDescription. Nothing here may reach the internet.
+ */
+export function disablePublicStun(pc: RTCPeerConnection): void {
+  for (const t of pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
 }

@@ -6,6 +6,7 @@ import type { ServerMessage } from '../../signaling/protocol.ts';
 import type { ConversationTurn } from '../../server/session-types.ts';
 import { silencePacket } from './audio.ts';
 import { mintTestToken, testIdentity } from './auth.ts';
+import { disablePublicStun } from '../../client/whip/whip-client.ts';
 
 const SILENCE = silencePacket();
 
@@ -283,7 +284,7 @@ export class TestClient {
       const answer = this.next((m) => m.type === 'answer' || (m.type === 'error' && m.code === 'SIG_ERR_GLARE'));
       pc.restartIce();
       const offer = await pc.createOffer();
-      this.#noStun(pc);
+      disablePublicStun(pc);
       await pc.setLocalDescription(offer);
       this.send({ type: 'offer', sdp: this.#local(pc.localDescription!.sdp) });
       const message = await answer;
@@ -343,7 +344,7 @@ export class TestClient {
       else this.#outbound.push(message);
     });
     const offer = await pc.createOffer();
-    this.#noStun(pc);
+    disablePublicStun(pc);
     const answer = this.next((m) => m.type === 'answer');
     await pc.setLocalDescription(offer);
     this.send({ type: 'offer', sdp: this.#local(pc.localDescription!.sdp) });
@@ -380,7 +381,7 @@ export class TestClient {
     await this.#serialized(async () => {
       pc.restartIce();
       const offer = await pc.createOffer();
-      this.#noStun(pc);
+      disablePublicStun(pc);
       await pc.setLocalDescription(offer);
       this.send({ type: 'offer', sdp: this.#local(pc.localDescription!.sdp) });
     });
@@ -397,7 +398,7 @@ export class TestClient {
       {
         await pc.setRemoteDescription({ type: 'offer', sdp: await this.#remote(sdp) });
         const answer = await pc.createAnswer();
-        this.#noStun(pc);
+        disablePublicStun(pc);
         await pc.setLocalDescription(answer);
         this.send({ type: 'answer', sdp: this.#local(pc.localDescription!.sdp) });
         await this.#trickleMapped(pc);
@@ -441,9 +442,6 @@ export class TestClient {
     }
   }
 
-  #noStun(pc: RTCPeerConnection): void {
-    for (const t of pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
-  }
 
   /** Sends one Opus frame now. */
   sendFrame(payload: Uint8Array, marker = false): void {

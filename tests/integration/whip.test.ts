@@ -12,7 +12,7 @@ import { startServer, type RunningServer } from '../helpers/server.ts';
 import { mintTestToken, testIdentity } from '../helpers/auth.ts';
 import { encodePackets } from '../helpers/audio.ts';
 import { fliteSpeech } from '../helpers/flite-speech.ts';
-import { WhipClient, WhipError } from '../../client/whip/whip-client.ts';
+import { disablePublicStun, WhipClient, WhipError } from '../../client/whip/whip-client.ts';
 import { TestClient } from '../helpers/werift-client.ts';
 import type { ServerSentEvent } from '../../client/whip/event-stream.ts';
 import { MAX_EVENT_STREAMS } from '../../signaling/session-api-route.ts';
@@ -71,7 +71,7 @@ async function speak(client: WhipClient, text: string): Promise<void> {
 async function plainOffer(): Promise<string> {
   const pc = new RTCPeerConnection({ iceServers: [], iceUseIpv4: false, iceUseIpv6: false, iceAdditionalHostAddresses: LOOPBACK });
   pc.addTransceiver('audio', { direction: 'sendrecv' });
-  for (const t of pc.iceTransports) (t.connection as unknown as { stunServer?: unknown }).stunServer = undefined;
+  disablePublicStun(pc);
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   const sdp = pc.localDescription!.sdp;

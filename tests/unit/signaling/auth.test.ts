@@ -4,20 +4,11 @@ import { SignJWT, base64url, exportJWK, exportPKCS8, exportSPKI, generateKeyPair
 import { AccessTokens, authorize, DEV_AUTH_SECRET, mayActFor, type AccessClaims } from '../../../signaling/auth.ts';
 import { SignalingError } from '../../../signaling/errors.ts';
 import type { AuthConfig } from '../../../server/access-config.ts';
+import { TEST_AUTH_CONFIG, TEST_AUTH_SECRET } from '../../helpers/auth.ts';
 
-const SECRET = 'unit-test-secret-0123456789abcdef-0123456789';
+const SECRET = TEST_AUTH_SECRET;
 const NOW = Date.UTC(2030, 0, 1, 12, 0, 0);
-const config = (overrides: Partial<AuthConfig> = {}): AuthConfig => ({
-  jwtSecret: SECRET,
-  jwtPublicKey: null,
-  jwtPrivateKey: null,
-  issuer: null,
-  audience: null,
-  clockToleranceMs: 5000,
-  tokenTtlMs: 600_000,
-  devMode: 'off',
-  ...overrides,
-});
+const config = (overrides: Partial<AuthConfig> = {}): AuthConfig => ({ ...TEST_AUTH_CONFIG, ...overrides });
 const tokens = (overrides: Partial<AuthConfig> = {}, now = NOW) => new AccessTokens(config(overrides), { now: () => now });
 const key = (secret: string) => new TextEncoder().encode(secret);
 const seconds = (ms: number) => Math.floor(ms / 1000);
