@@ -14,9 +14,10 @@ export function killAllChildren(): void {
   for (const child of children) child.kill('SIGKILL');
 }
 
-export function forkChild(file: string, env?: NodeJS.ProcessEnv): ChildProcess {
+/** `nodeArgs`: more flags for the child's node (e.g. --cpu-prof); its worker threads inherit them. */
+export function forkChild(file: string, env?: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildProcess {
   const child = fork(fileURLToPath(new URL(file, import.meta.url)), [], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...nodeArgs],
     env,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

@@ -1,15 +1,17 @@
 // The listening pipeline's own CPU cost, in process: the server's VAD stage (energy pre-gate +
-// pooled Silero, as configured by default) + echo guard + turn detector, fed the talking loop of the
+// batched Silero, as configured by default) + echo guard + turn detector, fed the talking loop of the
 // pipeline steps (the speech fixture, then 1.5 s of silence) and quiet noise, with no network, no
 // decode and no speech-to-text. The load steps of bench/pipeline.ts measure the whole server, where a
 // talking session also pays for its turn's upload to the STT stub; this separates the two.
-// Prints a table and writes bench/results/pipeline-cost-latest.json.
-//   BENCH_PIPELINE_COST_SESSIONS=5  pipelines run side by side (Silero instances are pooled per thread)
+// The pipelines run in step (each 20 ms tick, every pipeline takes its frame, then Silero's batch
+// comes back), so their windows share batches; with caches warm, this is Silero at its cheapest.
+// The load steps show it in a busy worker. Prints a table and writes bench/results/pipeline-cost-latest.json.
+//   BENCH_PIPELINE_COST_SESSIONS=5  pipelines run side by side (one Silero model per thread)
 //   BENCH_PIPELINE_COST_LOOPS=6     talking loops per repetition; 3 repetitions, the median is quoted
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../server/config.ts';
-import { createVadStage, prepareVad } from '../server/voice/vad-stage.ts';
+import { createVadStage, prepareVad, workerSilero } from '../server/voice/vad-stage.ts';
 import { ListeningPipeline } from '../media/listening-pipeline.ts';
 import { readWav, SPEECH_WAV } from '../tests/helpers/audio.ts';
 import { mulberry32 } from '../tests/helpers/prng.ts';
@@ -45,7 +47,8 @@ function quietLoop(frames: number): Int16Array[] {
 }
 
 /** CPU ms per session-second of audio pushed through SESSIONS pipelines, median of REPEATS runs. */
-function measure(frames: Int16Array[]): { msPerSessionSecond: number; runs: number[]; events: number } {
+async function measure(frames: Int16Array[]): Promise<{ msPerSessionSecond: number; runs: number[]; events: number }> {
+  const silero = workerSilero()!;
   const runs: number[] = [];
   let events = 0;
   for (let r = 0; r < REPEATS; r++) {
@@ -57,6 +60,7 @@ function measure(frames: Int16Array[]): { msPerSessionSecond: number; runs: numb
     for (let loop = 0; loop < LOOPS; loop++) {
       for (const frame of frames) {
         for (const pipeline of pipelines) events += pipeline.push(frame, false, atMs).length;
+        await silero.idle();
         atMs += 20;
       }
     }
@@ -71,10 +75,10 @@ function measure(frames: Int16Array[]): { msPerSessionSecond: number; runs: numb
 async function main(): Promise<void> {
   await prepareVad(voice);
   const talking = talkingLoop();
-  // Warm-up: Silero instances created, code paths compiled.
-  measure(talking.slice(0, 100));
-  const talk = measure(talking);
-  const silent = measure(quietLoop(talking.length));
+  // Warm-up: code paths compiled.
+  await measure(talking.slice(0, 100));
+  const talk = await measure(talking);
+  const silent = await measure(quietLoop(talking.length));
   const result = {
     at: new Date().toISOString(),
     sessions: SESSIONS,

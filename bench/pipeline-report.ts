@@ -1,7 +1,7 @@
 // The listening-pipeline part of the report (bench/pipeline.ts): its table, its targets and the
 // definitions of its figures, in the style of report.ts.
 import { alignColumns, fmt, SATURATED_PERCENT, type StepResult } from './report.ts';
-import { energyOnlyShare, SILERO_INSTANCES_PER_WORKER } from './vad-demand.ts';
+import { energyOnlyShare, SILERO_STREAMS_PER_WORKER } from './vad-demand.ts';
 import { ROOM_NOISE_DBFS } from './speech-loop.ts';
 import type { PipelineResult } from './pipeline.ts';
 
@@ -138,7 +138,7 @@ export const PIPELINE_DEFINITIONS: Record<string, string> = {
   talking: 'Each client loops the speech fixture then BENCH_PIPELINE_SILENCE_MS of silence, spread evenly over the loop.',
   silent: `Each client loops quiet white noise at ${ROOM_NOISE_DBFS} dBFS, below the gate floor (-55 dBFS): every frame is gated, Silero never runs.`,
   turns: 'turns/utterances: `speech end_of_turn` messages the clients received in the window / utterances they finished sending in it. About 1 when the pipeline hears every utterance once (a pause inside the fixture can make it more; frames judged by energy alone may differ).',
-  energyOnlyVad: `Estimate (the server reports no VAD counters): share of the frames that want Silero that get an energy-only verdict because the worker's pool (${SILERO_INSTANCES_PER_WORKER} instances) is exhausted. From the share of time one talking client holds a Silero lease (the server's VoiceActivity run over the client's loop in the runner: talkingLoop.sileroLeaseShare) x sessions / workers, against the cap. Where it is above 0, CPU per session falls with more sessions because fewer frames reach Silero. talkingLoop.sileroFrameShare: share of a talking client\'s frames that Silero runs on (the others are gated), the part that costs CPU.`,
+  energyOnlyVad: `Estimate (the server reports no VAD counters): share of the frames that want Silero that get an energy-only verdict because the worker has no stream left to give (${SILERO_STREAMS_PER_WORKER} per worker). From the share of time one talking client holds a Silero stream (the server's VoiceActivity run over the client's loop in the runner: talkingLoop.sileroLeaseShare) x sessions / workers, against the cap. Where it is above 0, CPU per session falls with more sessions because fewer frames reach Silero. talkingLoop.sileroFrameShare: share of a talking client\'s frames that Silero runs on (the others are gated), the part that costs CPU.`,
   search: `Starts from the talking step (BENCH_PIPELINE_SESSIONS) and tries the session counts of BENCH_PIPELINE_SEARCH above it while steps pass (below it, downwards, if it failed), at most BENCH_PIPELINE_MAX_STEPS more, while they fit in BENCH_PIPELINE_LIMIT_S. A step passes when every client is listening and event-loop lag p99 <= ${LAG_LIMIT_MS} ms in every thread. maxTalkingSessions = the largest passing step below the smallest failing one (the true limit lies between the two; without a failure it is at least that). Steps with caveats (load generator behind, box saturated, other processes) describe the shared box more than the server.`,
   answerDelay: 'answering row, server turn timings per answered turn: first answer packet sent - end of the user\'s speech (includes the endpointing silence, STT final, agent and TTS first audio, and any wait for the worker\'s decoder).',
 };

@@ -14,7 +14,6 @@
 //
 //   BENCH_PIPELINE=1                   1: after the echo steps; 0: skip; only: skip the echo steps
 //   BENCH_PIPELINE_SESSIONS=20         size of the talking, silent and baseline steps (BENCH_QUICK: 10);
-//                                      at most ~21 so that every talker gets a Silero instance (vad-demand.ts)
 //   BENCH_PIPELINE_SEARCH=10,20,30,40,60,80,100,120,160,200   session counts the search may try: from
 //                                      the talking step up while steps pass (down while they fail)
 //   BENCH_PIPELINE_MAX_STEPS=6         most search steps besides the talking step (BENCH_QUICK: 1)
@@ -119,9 +118,9 @@ export function maxPipelineSteps(p: PipelineOptions): number {
   return p.run === 'off' ? 0 : 3 + p.maxSearchSteps + (p.answerSessions > 0 ? 1 : 0);
 }
 
-export function newPipelineResult(p: PipelineOptions): PipelineResult {
+export async function newPipelineResult(p: PipelineOptions): Promise<PipelineResult> {
   const loop = buildTalkLoop(p.silenceMs);
-  const demand = sileroDemand(loop);
+  const demand = await sileroDemand(loop);
   return {
     options: p,
     talkingLoop: { speechMs: loop.speechFrames * 20, silenceMs: loop.silenceMs, sileroLeaseShare: demand.leaseShare, sileroFrameShare: demand.frameShare },

@@ -12,6 +12,7 @@
 //   BENCH_MIN_SILENCE_MS=1500      silence after each utterance (lengthened so the echo fits, see speech-loop.ts)
 //   BENCH_QUIET_WAIT_S=90          before each step, wait up to this long for other processes on the box to go quiet
 //   BENCH_CONTENTION_RETRIES=1     repeat a step whose window other processes disturbed (> 30% of a core)
+//   BENCH_SERVER_CPU_PROF=<dir>    the server writes V8 CPU profiles there (main thread, each worker); see bench/profile-summary.ts
 //   BENCH_PIPELINE*                the listening-pipeline steps that follow (stt_tts mode): bench/pipeline.ts
 // Any other variable (MEDIA_WORKERS, ECHO_END_SILENCE_MS, JITTER_*) is passed on to the server.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -163,11 +164,11 @@ async function main(): Promise<number> {
     }
     if (pipeline.run !== 'off') {
       pipelineDeadline = performance.now() + pipeline.limitS * 1000;
-      pipelineResult = newPipelineResult(pipeline);
+      pipelineResult = await newPipelineResult(pipeline);
       // The echo steps leave a bigger heap behind: a fresh baseline for RSS per session.
       const rssIdle = echoSteps.length === 0 ? rssIdleBytes : await idleRss(server, options.quick ? 5000 : 10_000, options.quick ? 15_000 : 30_000);
       log(`\nlistening pipeline: idle RSS ${(rssIdle / MB).toFixed(1)} MB; talking clients: ${pipelineResult.talkingLoop.speechMs} ms speech + ${pipelineResult.talkingLoop.silenceMs} ms silence, ` +
-        `each holds a Silero instance ~${(pipelineResult.talkingLoop.sileroLeaseShare * 100).toFixed(0)}% of the time and Silero runs on ~${(pipelineResult.talkingLoop.sileroFrameShare * 100).toFixed(0)}% of its frames (est.); ` +
+        `each holds a Silero stream ~${(pipelineResult.talkingLoop.sileroLeaseShare * 100).toFixed(0)}% of the time and Silero runs on ~${(pipelineResult.talkingLoop.sileroFrameShare * 100).toFixed(0)}% of its frames (est.); ` +
         `turns end at the STT stub (${stub!.baseUrl})`);
       await runListeningSteps(server, options, pipeline, stub!, pipelineResult, rssIdle, pipelineDeadline, log);
     }

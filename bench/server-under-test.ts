@@ -6,6 +6,16 @@ import type { EchoSettings } from './speech-loop.ts';
 import type { ServerCommand, ServerReport, ServerSnapshot } from './ipc.ts';
 import { TEST_AUTH_ENV } from '../tests/helpers/auth.ts';
 
+/**
+ * BENCH_SERVER_CPU_PROF=<dir>: the server's main thread and each media worker write a V8 CPU
+ * profile there when the server stops (open it in Chrome DevTools, or summarise it with
+ * `node --import tsx bench/profile-summary.ts <dir>`).
+ */
+function serverProfileArgs(): string[] {
+  const dir = process.env.BENCH_SERVER_CPU_PROF;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 export class ServerUnderTest {
   readonly child: ChildProcess;
   readonly port: number;
@@ -37,7 +47,7 @@ export class ServerUnderTest {
       // The echo answers only utterances with at least this much voiced speech; the loop has ~2.3 s.
       ...(options.echo ? {} : { ECHO_MIN_SPEECH_MS: '5000' }),
       ...options.env,
-    });
+    }, serverProfileArgs());
     const ready = await nextMessage<ServerReport>(child, (m) => m.ev === 'ready' || m.ev === 'error', 60_000, 'server start');
     if (ready.ev !== 'ready') throw new BenchAbort(`server failed to start: ${ready.ev === 'error' ? ready.message : ''}`);
     return new ServerUnderTest(child, ready);

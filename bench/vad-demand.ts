@@ -1,20 +1,20 @@
-// How much Silero a talking client asks for. The server leases a Silero instance to a session when
-// its energy gate opens and takes it back after `releaseAfterMs` gated; each media worker has at
-// most `maxInstances` (media/vad/silero-vad.ts). Beyond that, frames are judged by energy alone:
-// cheaper, and cruder. The server does not report its VAD counters, so the benchmark estimates the
-// share from the clients' own audio: it runs the server's VoiceActivity over the talking loop.
+// How much Silero a talking client asks for. The server gives a session a Silero stream when its
+// energy gate opens and takes it back after `releaseAfterMs` gated; each media worker has at most
+// `maxStreams` (media/vad/silero-vad.ts). Beyond that, frames are judged by energy alone: cheaper,
+// and cruder. The server does not report its VAD counters, so the benchmark estimates the share
+// from the clients' own audio: it runs the server's VoiceActivity over the talking loop.
 import { decodePackets } from '../tests/helpers/audio.ts';
 import { VoiceActivity } from '../media/vad/voice-activity.ts';
-import { DEFAULT_SILERO_VAD_POOL_OPTIONS, SileroVadPool } from '../media/vad/silero-vad.ts';
+import { DEFAULT_SILERO_VAD_OPTIONS, SileroVad } from '../media/vad/silero-vad.ts';
 import type { SpeechLoop } from './speech-loop.ts';
 
 const FRAME_SAMPLES = 320;
 
-/** The server's per-worker Silero cap (it uses the pool's default). */
-export const SILERO_INSTANCES_PER_WORKER = DEFAULT_SILERO_VAD_POOL_OPTIONS.maxInstances;
+/** The server's per-worker Silero cap (it uses the default). */
+export const SILERO_STREAMS_PER_WORKER = DEFAULT_SILERO_VAD_OPTIONS.maxStreams;
 
 export interface SileroDemand {
-  /** Share of the time the client holds a Silero instance (leased at gate opening, kept until 1 s gated). */
+  /** Share of the time the client holds a Silero stream (taken at gate opening, kept until 1 s gated). */
   leaseShare: number;
   /** Share of its frames that Silero runs on (the rest are gated): what costs CPU. */
   frameShare: number;
@@ -24,8 +24,8 @@ export interface SileroDemand {
  * What one client running `loop` asks of Silero, in the steady state (the loop's second and third
  * passes). `minSpeechMs`: the server's VAD_MIN_SPEECH_MS default.
  */
-export function sileroDemand(loop: SpeechLoop, minSpeechMs = 100): SileroDemand {
-  const pool = new SileroVadPool({ maxInstances: 1, preloadInstances: 1 });
+export async function sileroDemand(loop: SpeechLoop, minSpeechMs = 100): Promise<SileroDemand> {
+  const pool = await SileroVad.load({ maxStreams: 1 });
   const activity = new VoiceActivity(pool, { minSpeechMs, preRollMs: 0 });
   const pcm = decodePackets([...loop.packets, ...loop.packets, ...loop.packets]);
   const frames = Math.floor(pcm.length / FRAME_SAMPLES);
@@ -35,11 +35,12 @@ export function sileroDemand(loop: SpeechLoop, minSpeechMs = 100): SileroDemand 
   for (let i = 0; i < frames; i++) {
     if (i === from) sileroFramesBefore = activity.toJSON().sileroFrames;
     activity.push(pcm.subarray(i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES));
-    if (i >= from && pool.toJSON().leased > 0) held++;
+    await pool.idle();
+    if (i >= from && pool.toJSON().streams > 0) held++;
   }
   const sileroFrames = activity.toJSON().sileroFrames - sileroFramesBefore;
   activity.close();
-  pool.close();
+  await pool.close();
   return { leaseShare: held / (frames - from), frameShare: sileroFrames / (frames - from) };
 }
 
@@ -49,5 +50,5 @@ export function sileroDemand(loop: SpeechLoop, minSpeechMs = 100): SileroDemand 
  */
 export function energyOnlyShare(sessions: number, workers: number, leaseShare: number): number {
   const demand = (sessions / workers) * leaseShare;
-  return demand > SILERO_INSTANCES_PER_WORKER ? (demand - SILERO_INSTANCES_PER_WORKER) / demand : 0;
+  return demand > SILERO_STREAMS_PER_WORKER ? (demand - SILERO_STREAMS_PER_WORKER) / demand : 0;
 }

@@ -50,7 +50,9 @@ command -v npm >/dev/null || die "npm not found: install Node.js 20 or newer"
 # dependencies changed since the last install.
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
   log "npm ci"
-  npm ci --no-audit --no-fund </dev/null || die "npm ci failed"
+  # onnxruntime-node's install script would fetch CUDA files from the internet; its CPU build is
+  # in the npm tarball, which is all we use.
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund </dev/null || die "npm ci failed"
 else
   log "node_modules up to date (skipping npm ci)"
 fi

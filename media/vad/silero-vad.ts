@@ -1,20 +1,23 @@
-// Silero VAD v5 through sherpa-onnx-node, shared by the sessions of one media worker thread.
+// Silero VAD v5 through onnxruntime-node: one model per media worker thread, run in batches over
+// the windows of all its sessions.
 //
-// Why a pool: one sherpa `Vad` owns a whole onnxruntime session. Measured here (sherpa-onnx-node
-// 1.13.8, numThreads 1): ~7.7 MB RSS and ~80 ms to create per instance, ~105 us per 32 ms window
-// (~68 us per 20 ms frame).
-// One per session would blow the 2 MB/session budget, and most sessions are silent most of the
-// time, so a session leases an instance only while its energy pre-gate is open (VoiceActivity).
+// Why batches. Run one session at a time, Silero costs ~100 us per 32 ms window with warm caches,
+// but 250-430 us in a busy media worker, where werift, Opus and V8 have pushed the model's weights
+// out of the cache between two windows (measured here: bench/pipeline.ts under perf, and
+// in-process with a cache-thrashing loop between windows). One run over B windows loads the
+// weights once: ~650 us for 10 windows and ~2.4 ms for 50 with cold caches, i.e. 65 and 48 us a
+// window. A session holds only its recurrent state (2 x 128 floats) and 64 samples of context, so
+// there is no instance pool and no cap from memory: every talking session gets Silero.
 //
-// What sherpa gives and what it does not: it feeds Silero 576-sample inputs (the 512-sample window
-// plus the previous 64 samples that v5 needs) and exposes only a thresholded verdict
-// (`isDetected`), not the probability. Its own hysteresis stays on top of the threshold: onset
-// needs two windows above `threshold`, and speech lasts until a window falls below
-// `threshold - 0.15`.
+// The price is one frame of delay: `run()` is asynchronous (onnxruntime works on libuv's thread
+// pool, off the worker's event loop), so a window's verdict is known when the batch comes back,
+// before the next 20 ms frame. `SileroStream.accept()` returns the verdicts that came back since
+// the previous call.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type * as Ort from 'onnxruntime-node';
 
 /** Silero v5 as shipped in @ricky0123/vad-web 0.0.31 (see README.md here). */
 export const SILERO_V5_MODEL = fileURLToPath(new URL('./silero_vad_v5.onnx', import.meta.url));
@@ -23,205 +26,293 @@ export const SILERO_V5_SHA256 = '2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef
 const SAMPLE_RATE = 16000;
 const WINDOW = 512;
 const CONTEXT = 64; // v5 inputs are the window plus this much of the audio before it
-const FLUSH_WINDOWS = 16;
+const INPUT = WINDOW + CONTEXT;
+const STATE = 2 * 128; // [2, batch, 128] per batch: two layers of 128 per stream
+/** Speech continues while a window stays above threshold - this (Silero's own "neg_threshold"). */
+const RELEASE_MARGIN = 0.15;
 
-export interface SileroVadPoolOptions {
+export interface SileroVadOptions {
   modelPath: string;
   /**
-   * Expected sha256 of the model, or null to skip the check. Checked because onnxruntime aborts
-   * the whole process (uncatchably) on a corrupt model, and sherpa returns a dead handle on a
-   * missing one.
+   * Expected sha256 of the model, or null to skip the check. Checked because a model that is not
+   * Silero v5 fails in ways far from its cause (wrong input names, or nonsense verdicts).
    */
   modelSha256: string | null;
-  /** Window probability above which Silero says speech. Fixed per instance, so per pool. */
+  /** Window probability above which Silero says speech. */
   threshold: number;
-  /** Most instances this thread may hold (each ~7.7 MB). */
-  maxInstances: number;
-  /** Created up front, so the first leases do not stall the thread ~80 ms each. */
-  preloadInstances: number;
+  /** Most sessions with a stream at once; beyond it `acquire()` says no and they fall back to energy. */
+  maxStreams: number;
+  /** Most windows in one run; the rest go in the next. */
+  maxBatch: number;
+  /** Windows a stream may have waiting; beyond it the oldest are dropped (counted), as late verdicts are useless. */
+  maxQueuedWindows: number;
 }
 
-export const DEFAULT_SILERO_VAD_POOL_OPTIONS: SileroVadPoolOptions = {
+export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
   modelPath: SILERO_V5_MODEL,
   modelSha256: SILERO_V5_SHA256,
   threshold: 0.5,
-  maxInstances: 8,
-  preloadInstances: 2,
+  maxStreams: 2000,
+  maxBatch: 128,
+  maxQueuedWindows: 4,
 };
 
-interface SherpaVad {
-  acceptWaveform(samples: Float32Array): void;
-  isDetected(): boolean;
-  flush(): void;
-  clear(): void;
-  reset(): void;
-}
-type SherpaVadConstructor = new (config: object, bufferSizeInSeconds: number) => SherpaVad;
-
-let sherpaVad: SherpaVadConstructor | undefined;
-
+let ort: typeof Ort | undefined;
 // Loaded on first use: the addon maps onnxruntime (~20 MB of code) into the process.
-function loadSherpa(): SherpaVadConstructor {
-  sherpaVad ??= (createRequire(import.meta.url)('sherpa-onnx-node') as { Vad: SherpaVadConstructor }).Vad;
-  return sherpaVad;
+function loadOrt(): typeof Ort {
+  ort ??= createRequire(import.meta.url)('onnxruntime-node') as typeof Ort;
+  return ort;
 }
 
-/** One Silero instance. Leased from a SileroVadPool; never shared by two sessions at once. */
-export class SileroVad {
-  readonly #vad: SherpaVad;
-  #scratch = new Float32Array(320);
-  #pending = 0; // samples sherpa holds that have not completed a window
-  #speechWindows = 0; // windows since the last flush of sherpa's speech segment
-  #wasDetected = false;
+/** One session's view of the worker's Silero: its recurrent state, context, and verdicts. */
+export class SileroStream {
+  readonly #vad: SileroVad;
+  /** Context (64 samples) then the window being filled. */
+  readonly #buffer = new Float32Array(INPUT);
+  #fill = 0;
+  /** Windows waiting for a run, oldest first; the first is in the running batch when `headInFlight`. */
+  readonly queue: Float32Array[] = [];
+  /** A run holds this stream (its verdict is to come). */
+  inFlight = false;
+  headInFlight = false;
+  readonly state = new Float32Array(STATE);
+  #speech = false;
+  #verdict: boolean | null = null;
   #windows = 0;
+  /** Bumped by reset(): verdicts of windows from before it are dropped. */
+  generation = 0;
+  probability = 0;
 
-  constructor(vad: SherpaVad) {
+  constructor(vad: SileroVad) {
     this.#vad = vad;
   }
 
-  /** 32 ms windows Silero has run on (each one an onnxruntime inference). */
+  /** Windows submitted to Silero. */
   get windows(): number {
     return this.#windows;
   }
 
   /**
-   * Feeds 16 kHz samples. Returns the verdict of the latest window that completed, or null when
-   * this call completed none (a 20 ms frame completes a 32 ms window only every other call).
+   * Feeds 16 kHz samples. Returns the verdict of the latest window that came back since the last
+   * call, or null when none did. A window's verdict comes back about one frame after its last sample.
    */
   accept(samples: Int16Array): boolean | null {
-    if (this.#scratch.length !== samples.length) this.#scratch = new Float32Array(samples.length);
-    const scratch = this.#scratch;
-    for (let i = 0; i < samples.length; i++) scratch[i] = samples[i]! / 32768;
-    this.#vad.acceptWaveform(scratch);
-    // Mirror sherpa's buffering: it runs a window once it holds WINDOW + CONTEXT samples and
-    // keeps CONTEXT of them; `isDetected` only changes on calls that ran one.
-    this.#pending += samples.length;
-    if (this.#pending < WINDOW + CONTEXT) return null;
-    const ran = Math.floor((this.#pending - WINDOW - CONTEXT) / WINDOW) + 1;
-    this.#pending -= ran * WINDOW;
-    this.#windows += ran;
-    const detected = this.#vad.isDetected();
-    // While speech lasts, sherpa collects it as a segment and copies the whole segment on every
-    // window. We only want the verdict, so the segment is flushed (and dropped) every
-    // FLUSH_WINDOWS windows: often enough to keep the copies and the buffer small, rarely enough
-    // that flushing itself (~50 us per 20 ms frame if done on every window) stays cheap.
-    let segmentDone = !detected && this.#wasDetected; // sherpa closes the segment at speech end
-    if (detected && ++this.#speechWindows >= FLUSH_WINDOWS) {
-      this.#vad.flush();
-      segmentDone = true;
+    let offset = 0;
+    while (offset < samples.length) {
+      const n = Math.min(WINDOW - this.#fill, samples.length - offset);
+      for (let i = 0; i < n; i++) this.#buffer[CONTEXT + this.#fill + i] = samples[offset + i]! / 32768;
+      this.#fill += n;
+      offset += n;
+      if (this.#fill === WINDOW) {
+        this.#windows++;
+        this.#vad.submit(this, this.#buffer.slice());
+        this.#buffer.copyWithin(0, WINDOW); // the window's last 64 samples are the next context
+        this.#fill = 0;
+      }
     }
-    if (segmentDone) {
-      this.#vad.clear();
-      this.#speechWindows = 0;
-    }
-    this.#wasDetected = detected;
-    return detected;
+    const verdict = this.#verdict;
+    this.#verdict = null;
+    return verdict;
   }
 
+  /** Forgets the audio, the recurrent state and any verdict still to come. */
   reset(): void {
-    this.#vad.reset();
-    this.#pending = 0;
-    this.#speechWindows = 0;
-    this.#wasDetected = false;
+    this.generation++;
+    this.queue.length = 0;
+    this.headInFlight = false;
+    this.state.fill(0);
+    this.#buffer.fill(0);
+    this.#fill = 0;
+    this.#speech = false;
+    this.#verdict = null;
+    this.probability = 0;
+  }
+
+  /** A window's result, in order (called by SileroVad). */
+  settle(probability: number, threshold: number): void {
+    this.probability = probability;
+    this.#speech = probability > threshold || (this.#speech && probability > threshold - RELEASE_MARGIN);
+    this.#verdict = this.#speech;
   }
 }
 
-/** Per-thread pool of Silero instances. Synchronous; create one per media worker thread. */
-export class SileroVadPool {
-  readonly options: SileroVadPoolOptions;
-  readonly #idle: SileroVad[] = [];
-  readonly #leased = new Set<SileroVad>();
-  #created = 0;
-  #peakLeased = 0;
-  #exhausted = 0;
+/** Per-thread Silero: one onnxruntime session, batched runs. Create one per media worker with `load()`. */
+export class SileroVad {
+  readonly options: SileroVadOptions;
+  readonly #session: Ort.InferenceSession;
+  readonly #ort: typeof Ort;
+  readonly #streams = new Set<SileroStream>();
+  /** Streams with a window waiting and none in flight, in submission order. */
+  readonly #ready = new Set<SileroStream>();
+  #running = false;
+  #scheduled = false;
   #closed = false;
+  #idleWaiters: Array<() => void> = [];
+  readonly #stats = { runs: 0, windows: 0, maxBatch: 0, droppedWindows: 0, errors: 0, exhausted: 0, peakStreams: 0 };
+  lastError: string | null = null;
 
-  constructor(options: Partial<SileroVadPoolOptions> = {}) {
-    this.options = { ...DEFAULT_SILERO_VAD_POOL_OPTIONS, ...options };
-    const o = this.options;
-    // sherpa accepts a threshold in [0.01, 1); outside it, it hands back a dead handle.
-    if (!(o.threshold >= 0.01 && o.threshold < 1)) throw new RangeError('threshold must be in [0.01, 1)');
-    if (!(Number.isInteger(o.maxInstances) && o.maxInstances >= 0)) throw new RangeError('maxInstances must be an integer >= 0');
-    if (!(Number.isInteger(o.preloadInstances) && o.preloadInstances >= 0 && o.preloadInstances <= o.maxInstances)) {
-      throw new RangeError('preloadInstances must be an integer in [0, maxInstances]');
-    }
-    if (o.maxInstances > 0) verifyModel(o.modelPath, o.modelSha256);
-    for (let i = 0; i < o.preloadInstances; i++) this.#idle.push(this.#create());
+  private constructor(session: Ort.InferenceSession, runtime: typeof Ort, options: SileroVadOptions) {
+    this.#session = session;
+    this.#ort = runtime;
+    this.options = options;
   }
 
-  /** A reset instance, or null when all `maxInstances` are leased (the caller falls back). */
-  acquire(): SileroVad | null {
-    if (this.#closed) throw new Error('SileroVadPool is closed');
-    let vad = this.#idle.pop();
-    if (!vad && this.#created < this.options.maxInstances) vad = this.#create();
-    if (!vad) {
-      this.#exhausted++;
+  static async load(options: Partial<SileroVadOptions> = {}): Promise<SileroVad> {
+    const o = { ...DEFAULT_SILERO_VAD_OPTIONS, ...options };
+    if (!(o.threshold > RELEASE_MARGIN && o.threshold < 1)) throw new RangeError(`threshold must be in (${RELEASE_MARGIN}, 1)`);
+    for (const key of ['maxStreams', 'maxBatch', 'maxQueuedWindows'] as const) {
+      const least = key === 'maxStreams' ? 0 : 1; // 0 streams: every session judged by energy
+      if (!(Number.isInteger(o[key]) && o[key] >= least)) throw new RangeError(`${key} must be an integer >= ${least}`);
+    }
+    const model = readModel(o.modelPath, o.modelSha256);
+    const runtime = loadOrt();
+    // One thread: the media workers already take a core each, and batches are small.
+    const session = await runtime.InferenceSession.create(model, {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+    const missing = ['input', 'state', 'sr'].filter((name) => !session.inputNames.includes(name));
+    if (missing.length > 0 || !session.outputNames.includes('output') || !session.outputNames.includes('stateN')) {
+      await session.release();
+      throw new Error(`${o.modelPath} is not a Silero v5 model (inputs ${session.inputNames.join(', ')})`);
+    }
+    return new SileroVad(session, runtime, o);
+  }
+
+  /** A fresh stream, or null when `maxStreams` are out (the caller judges by energy). */
+  acquire(): SileroStream | null {
+    if (this.#closed) throw new Error('SileroVad is closed');
+    if (this.#streams.size >= this.options.maxStreams) {
+      this.#stats.exhausted++;
       return null;
     }
-    this.#leased.add(vad);
-    this.#peakLeased = Math.max(this.#peakLeased, this.#leased.size);
-    return vad;
+    const stream = new SileroStream(this);
+    this.#streams.add(stream);
+    this.#stats.peakStreams = Math.max(this.#stats.peakStreams, this.#streams.size);
+    return stream;
   }
 
-  /** Takes an instance back; it is reset so the next session starts from a clean state. */
-  release(vad: SileroVad): void {
-    if (!this.#leased.delete(vad)) return;
-    vad.reset();
-    if (!this.#closed) this.#idle.push(vad);
+  release(stream: SileroStream): void {
+    if (!this.#streams.delete(stream)) return;
+    stream.reset();
+    this.#ready.delete(stream);
   }
 
-  /** Drops the instances; sherpa frees each when it is garbage-collected (it has no free()). */
-  close(): void {
+  /** Resolves once no window is waiting or running (tests; the end of a benchmark). */
+  idle(): Promise<void> {
+    if (!this.#running && !this.#scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
-    this.#idle.length = 0;
+    for (const stream of this.#streams) stream.reset();
+    this.#streams.clear();
+    this.#ready.clear();
+    await this.idle();
+    await this.#session.release();
   }
 
   toJSON() {
-    return {
-      instances: this.#created,
-      leased: this.#leased.size,
-      peakLeased: this.#peakLeased,
-      exhausted: this.#exhausted,
-      threshold: this.options.threshold,
-    };
+    return { ...this.#stats, streams: this.#streams.size, threshold: this.options.threshold, lastError: this.lastError };
   }
 
-  #create(): SileroVad {
-    const Vad = loadSherpa();
-    const vad = new Vad(
-      {
-        sileroVad: {
-          model: this.options.modelPath,
-          threshold: this.options.threshold,
-          // sherpa replaces 0 with its defaults (0.25 s / 0.5 s), which delay onset and end by
-          // that much. One sample-ish keeps its timing to a single window; VoiceActivity applies
-          // minSpeechMs and minSilenceMs itself.
-          minSpeechDuration: 0.001,
-          minSilenceDuration: 0.001,
-          windowSize: WINDOW,
-          maxSpeechDuration: 3600,
-        },
-        sampleRate: SAMPLE_RATE,
-        numThreads: 1,
-        provider: 'cpu',
-        debug: 0,
-      },
-      // Segment buffer (s): FLUSH_WINDOWS windows plus sherpa's lead-in fit with room to spare.
-      1,
-    );
-    this.#created++;
-    return new SileroVad(vad);
+  /** A completed window of `stream` (called by SileroStream). */
+  submit(stream: SileroStream, window: Float32Array): void {
+    if (this.#closed || !this.#streams.has(stream)) return;
+    stream.queue.push(window);
+    const head = stream.headInFlight ? 1 : 0;
+    if (stream.queue.length - head > this.options.maxQueuedWindows) {
+      stream.queue.splice(head, 1);
+      this.#stats.droppedWindows++;
+    }
+    if (!stream.inFlight) this.#ready.add(stream);
+    this.#schedule();
+  }
+
+  // The run starts after the current task: windows that complete in the same poll of the worker
+  // (one per session whose frame was due) go into one batch.
+  #schedule(): void {
+    if (this.#scheduled || this.#running || this.#ready.size === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#run();
+    });
+  }
+
+  async #run(): Promise<void> {
+    const batch: { stream: SileroStream; generation: number }[] = [];
+    for (const stream of this.#ready) {
+      if (batch.length >= this.options.maxBatch) break;
+      this.#ready.delete(stream);
+      stream.inFlight = true;
+      stream.headInFlight = true;
+      batch.push({ stream, generation: stream.generation });
+    }
+    if (batch.length === 0 || this.#closed) return this.#settled();
+    this.#running = true;
+    const size = batch.length;
+    const input = new Float32Array(size * INPUT);
+    const state = new Float32Array(size * STATE);
+    batch.forEach(({ stream }, b) => {
+      input.set(stream.queue[0]!, b * INPUT);
+      state.set(stream.state.subarray(0, 128), b * 128);
+      state.set(stream.state.subarray(128), (size + b) * 128);
+    });
+    const T = this.#ort.Tensor;
+    try {
+      const out = await this.#session.run({
+        input: new T('float32', input, [size, INPUT]),
+        state: new T('float32', state, [2, size, 128]),
+        sr: new T('int64', BigInt64Array.of(BigInt(SAMPLE_RATE)), []),
+      });
+      const probabilities = out.output!.data as Float32Array;
+      const next = out.stateN!.data as Float32Array;
+      batch.forEach(({ stream, generation }, b) => {
+        if (generation !== stream.generation) return; // reset while it ran
+        stream.state.set(next.subarray(b * 128, (b + 1) * 128), 0);
+        stream.state.set(next.subarray((size + b) * 128, (size + b + 1) * 128), 128);
+        stream.settle(probabilities[b]!, this.options.threshold);
+      });
+      this.#stats.runs++;
+      this.#stats.windows += size;
+      this.#stats.maxBatch = Math.max(this.#stats.maxBatch, size);
+    } catch (error) {
+      // The streams keep their state and skip the window: no verdict is better than a wrong one.
+      this.#stats.errors++;
+      this.lastError = (error as Error).message;
+    }
+    this.#running = false;
+    for (const { stream } of batch) {
+      stream.inFlight = false;
+      if (stream.headInFlight) stream.queue.shift(); // not after a reset: the queue is all newer
+      stream.headInFlight = false;
+      if (stream.queue.length > 0 && this.#streams.has(stream)) this.#ready.add(stream);
+    }
+    if (this.#ready.size > 0 && !this.#closed) this.#schedule();
+    else this.#settled();
+  }
+
+  #settled(): void {
+    if (this.#running || this.#scheduled) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 }
 
-function verifyModel(path: string, sha256: string | null): void {
+function readModel(path: string, sha256: string | null): Uint8Array {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
   } catch (error) {
     throw new Error(`Silero model not readable at ${path}: ${(error as Error).message}`);
   }
-  if (sha256 === null) return;
-  const actual = createHash('sha256').update(bytes).digest('hex');
-  if (actual !== sha256) throw new Error(`Silero model at ${path} has sha256 ${actual}, expected ${sha256}`);
+  if (sha256 !== null) {
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== sha256) throw new Error(`Silero model at ${path} has sha256 ${actual}, expected ${sha256}`);
+  }
+  return bytes;
 }

@@ -1,16 +1,18 @@
 // Voice activity for one session: an energy pre-gate in front of Silero, then onset/offset
-// hysteresis and a pre-roll. Pure and synchronous: one push() per 20 ms frame at 16 kHz; time is
-// the frames themselves.
+// hysteresis and a pre-roll. Synchronous: one push() per 20 ms frame at 16 kHz; time is the frames
+// themselves. Silero's verdicts come back from the worker's batched runs (SileroVad) about one
+// frame after the window they judge, and count from the frame they arrive on.
 //
-// Cost is the point of the design. Silero costs ~70 us per 20 ms frame and ~7.7 MB per instance,
-// so: frames clearly at the noise floor never reach it (`gated`); a session leases an instance
-// from the thread's SileroVadPool when its gate opens and gives it back after `releaseAfterMs` of
-// gated frames; when the pool is exhausted the frame is judged by energy alone (`fallback`,
-// counted) and the lease is retried on the next open frame outside an utterance.
+// Cost is the point of the design. Silero costs 50-250 us per 32 ms window, so frames clearly at
+// the noise floor never reach it (`gated`). A session takes a stream (its recurrent state) from
+// the thread's SileroVad when its gate opens and gives it back after `releaseAfterMs` of gated
+// frames, so that a later utterance starts from a clean state. When no stream can be had the frame
+// is judged by energy alone (`fallback`, counted) and a stream is asked for again on the next open
+// frame outside an utterance.
 import type { AudioFrame } from '../audio-frame.ts';
 import type { FrameDenoiser } from '../denoise/rnnoise-denoiser.ts';
 import { DEFAULT_SPEECH_DETECTOR_OPTIONS, frameLevelDb } from '../speech-detector.ts';
-import type { SileroVad, SileroVadPool } from './silero-vad.ts';
+import type { SileroStream, SileroVad } from './silero-vad.ts';
 
 const SAMPLE_RATE = 16000;
 
@@ -28,11 +30,11 @@ export interface VoiceActivityOptions {
   gateMarginDb: number;
   /** The gate stays open this long after the last loud frame, so Silero hears the quiet parts of words. */
   gateHoldMs: number;
-  /** A leased Silero instance goes back to the pool after this long gated. */
+  /** A session's Silero stream goes back after this long gated (a later utterance starts afresh). */
   releaseAfterMs: number;
   /** Noise floor: the quietest frame of this window (minimum statistics, as in SpeechDetector). */
   noiseWindowMs: number;
-  /** Energy-only verdict when no Silero instance is free: SpeechDetector's thresholds. */
+  /** Energy-only verdict when no Silero stream can be had: SpeechDetector's thresholds. */
   fallbackFloorDb: number;
   fallbackMarginDb: number;
 }
@@ -40,7 +42,7 @@ export interface VoiceActivityOptions {
 export const DEFAULT_VOICE_ACTIVITY_OPTIONS: VoiceActivityOptions = {
   frameMs: 20,
   minSpeechMs: 150,
-  minSilenceMs: 100,
+  minSilenceMs: 160,
   preRollMs: 300,
   gateFloorDb: -55,
   gateMarginDb: 6,
@@ -58,7 +60,7 @@ export interface VoiceActivityDecision {
   voiced: boolean;
   /** The pre-gate kept this frame from Silero (and from the denoiser). */
   gated: boolean;
-  /** Judged by energy because the Silero pool was exhausted. */
+  /** Judged by energy because the worker's Silero had no stream to give. */
   fallback: boolean;
   levelDb: number;
   /** This frame as it should go on: denoised when the denoiser is engaged, else the input. */
@@ -72,10 +74,10 @@ export interface VoiceActivityDecision {
 
 export class VoiceActivity {
   readonly options: VoiceActivityOptions;
-  readonly #pool: SileroVadPool;
+  readonly #sileroVad: SileroVad;
   readonly #denoiser: FrameDenoiser | null;
   readonly #frameSamples: number;
-  #silero: SileroVad | null = null;
+  #silero: SileroStream | null = null;
   #sileroVerdict = false;
   // Pre-roll ring: preallocated frames, reused; holds only audio not yet handed out.
   readonly #ring: Int16Array[];
@@ -94,12 +96,12 @@ export class VoiceActivity {
   #closed = false;
   readonly #stats = { frames: 0, gatedFrames: 0, sileroFrames: 0, sileroWindows: 0, fallbackFrames: 0, leases: 0, onsets: 0 };
 
-  constructor(pool: SileroVadPool, options: Partial<VoiceActivityOptions> = {}, denoiser: FrameDenoiser | null = null) {
+  constructor(sileroVad: SileroVad, options: Partial<VoiceActivityOptions> = {}, denoiser: FrameDenoiser | null = null) {
     this.options = { ...DEFAULT_VOICE_ACTIVITY_OPTIONS, ...options };
     const o = this.options;
     if (!(o.frameMs > 0 && Number.isInteger((o.frameMs * SAMPLE_RATE) / 1000))) throw new RangeError('frameMs must be a whole number of samples');
     if (!(o.minSpeechMs >= 0 && o.minSilenceMs >= 0 && o.preRollMs >= 0)) throw new RangeError('durations must be >= 0');
-    this.#pool = pool;
+    this.#sileroVad = sileroVad;
     this.#denoiser = denoiser;
     this.#frameSamples = (o.frameMs * SAMPLE_RATE) / 1000;
     const ringFrames = Math.ceil(o.preRollMs / o.frameMs) + Math.max(1, Math.ceil(o.minSpeechMs / o.frameMs));
@@ -144,7 +146,7 @@ export class VoiceActivity {
         if (this.#wasGated) this.#denoiseRing();
         frame = this.#denoiser.process(samples);
       }
-      // Not mid-utterance: a fresh instance needs ~3 windows before it says speech, and
+      // Not mid-utterance: a fresh stream needs ~3 windows before it says speech, and
       // switching from energy to Silero there would end the utterance for a moment.
       if (!this.#silero && !this.#speaking) this.#lease();
       if (this.#silero) {
@@ -178,7 +180,7 @@ export class VoiceActivity {
     if (this.#silero) this.#release();
   }
 
-  /** Returns the Silero lease. The denoiser belongs to the caller. */
+  /** Gives the Silero stream back. The denoiser belongs to the caller. */
   close(): void {
     if (this.#closed) return;
     this.reset();
@@ -207,14 +209,14 @@ export class VoiceActivity {
   }
 
   #lease(): void {
-    this.#silero = this.#pool.acquire();
+    this.#silero = this.#sileroVad.acquire();
     if (!this.#silero) return;
     this.#stats.leases++;
     this.#sileroVerdict = false;
   }
 
   #release(): void {
-    this.#pool.release(this.#silero!);
+    this.#sileroVad.release(this.#silero!);
     this.#silero = null;
     this.#sileroVerdict = false;
   }

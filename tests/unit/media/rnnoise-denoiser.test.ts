@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RnnoiseDenoiser, loadRnnoiseRuntime } from '../../../media/denoise/rnnoise-denoiser.ts';
 import { NoiseGatePolicy } from '../../../media/denoise/noise-gate-policy.ts';
-import { SileroVadPool } from '../../../media/vad/silero-vad.ts';
+import { SileroVad } from '../../../media/vad/silero-vad.ts';
 import { VoiceActivity } from '../../../media/vad/voice-activity.ts';
 import { readWav, SPEECH_WAV } from '../../helpers/audio.ts';
 import { mulberry32 } from '../../helpers/prng.ts';
@@ -83,8 +83,9 @@ describe('RnnoiseDenoiser', () => {
 
   it('auto mode engages in steady noise and lets go in a quiet room (with VoiceActivity measuring the floor)', async () => {
     const denoiser = await RnnoiseDenoiser.create({ policy: { mode: 'auto', engageAfterMs: 2000, releaseAfterMs: 3000 } });
-    // No Silero instances: this test is about the floor and the policy.
-    const va = new VoiceActivity(new SileroVadPool({ maxInstances: 0, preloadInstances: 0 }), {}, denoiser);
+    // No Silero streams: this test is about the floor and the policy.
+    const silero = await SileroVad.load({ maxStreams: 0 });
+    const va = new VoiceActivity(silero, {}, denoiser);
     const push = (pcm: Int16Array) => {
       const engaged: boolean[] = [];
       for (let i = 0; i + FRAME <= pcm.length; i += FRAME) {
@@ -108,14 +109,19 @@ describe('RnnoiseDenoiser', () => {
     assert.equal(denoiser.toJSON().switches, 2);
     va.close();
     denoiser.close();
+    await silero.close();
   });
 
   it('runs only on frames that go on to Silero/STT: open frames and the pre-roll before them', async () => {
     const denoiser = await RnnoiseDenoiser.create({ policy: { mode: 'on' } });
-    const va = new VoiceActivity(new SileroVadPool({ maxInstances: 1, preloadInstances: 0 }), {}, denoiser);
+    const silero = await SileroVad.load({ maxStreams: 1 });
+    const va = new VoiceActivity(silero, {}, denoiser);
     const pcm = new Int16Array(16000 + clean.length);
     pcm.set(mix(clean, whiteNoise(clean.length, 30, 16)), 16000);
-    for (let i = 0; i + FRAME <= pcm.length; i += FRAME) va.push(pcm.subarray(i, i + FRAME));
+    for (let i = 0; i + FRAME <= pcm.length; i += FRAME) {
+      va.push(pcm.subarray(i, i + FRAME));
+      await silero.idle();
+    }
     const vad = va.toJSON();
     assert.ok(vad.gatedFrames > 50);
     // At most a pre-roll ring (15 + 8 frames) of gated frames on top of the open ones.
@@ -125,6 +131,7 @@ describe('RnnoiseDenoiser', () => {
     assert.equal(denoiser.toJSON().passedFrames, 0);
     va.close();
     denoiser.close();
+    await silero.close();
   });
 
   it('frees its WASM state on close: 500 create/close cycles leave the heaps as they were', async () => {

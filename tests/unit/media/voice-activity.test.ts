@@ -1,6 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SileroVadPool } from '../../../media/vad/silero-vad.ts';
+import { SileroVad } from '../../../media/vad/silero-vad.ts';
 import { VoiceActivity, type VoiceActivityDecision, type VoiceActivityOptions } from '../../../media/vad/voice-activity.ts';
 import type { FrameDenoiser } from '../../../media/denoise/rnnoise-denoiser.ts';
 import { frameLevelDb } from '../../../media/speech-detector.ts';
@@ -10,11 +10,12 @@ import { mulberry32 } from '../../helpers/prng.ts';
 const FRAME = 320;
 const speech = readWav(SPEECH_WAV).samples;
 
-// Real Silero instances (~80 ms each to create), shared by the tests of this file.
-const pool = new SileroVadPool({ maxInstances: 2, preloadInstances: 1 });
-after(() => pool.close());
-/** A pool with no instances: every open frame is judged by energy alone. */
-const energyOnly = () => new SileroVadPool({ maxInstances: 0, preloadInstances: 0 });
+// The real model, shared by the tests of this file.
+const pool = await SileroVad.load({ maxStreams: 2 });
+/** No streams to give: every open frame is judged by energy alone. */
+const energyVad = await SileroVad.load({ maxStreams: 0 });
+const energyOnly = () => energyVad;
+after(() => Promise.all([pool.close(), energyVad.close()]));
 
 function toFrames(pcm: Int16Array): Int16Array[] {
   return Array.from({ length: Math.floor(pcm.length / FRAME) }, (_, i) => pcm.slice(i * FRAME, (i + 1) * FRAME));
@@ -27,14 +28,20 @@ function whiteNoise(frames: number, amplitude: number, seed: number): Int16Array
 function tone(frames: number, amplitude: number, hz: number): Int16Array[] {
   return toFrames(Int16Array.from({ length: frames * FRAME }, (_, i) => Math.round(amplitude * Math.sin((2 * Math.PI * hz * i) / 16000))));
 }
-function run(va: VoiceActivity, frames: Int16Array[]): VoiceActivityDecision[] {
-  return frames.map((f) => va.push(f));
+/** Frame by frame, as in a worker: each batch comes back before the next frame. */
+async function run(va: VoiceActivity, frames: Int16Array[], p = pool): Promise<VoiceActivityDecision[]> {
+  const ds: VoiceActivityDecision[] = [];
+  for (const f of frames) {
+    ds.push(va.push(f));
+    await p.idle();
+  }
+  return ds;
 }
 const session = (options: Partial<VoiceActivityOptions> = {}, p = pool) => new VoiceActivity(p, options);
-/** A whole session over `frames`, closed afterwards so its Silero lease goes back. */
-function runOnce(options: Partial<VoiceActivityOptions>, frames: Int16Array[], p = pool): VoiceActivityDecision[] {
+/** A whole session over `frames`, closed afterwards so its Silero stream goes back. */
+async function runOnce(options: Partial<VoiceActivityOptions>, frames: Int16Array[], p = pool): Promise<VoiceActivityDecision[]> {
   const va = new VoiceActivity(p, options);
-  const ds = run(va, frames);
+  const ds = await run(va, frames, p);
   va.close();
   return ds;
 }
@@ -51,9 +58,9 @@ const firstLoud = loud[0]!;
 const lastLoud = loud.at(-1)!;
 
 describe('VoiceActivity', () => {
-  it('says speech over the spoken part of the recording and not over the silence around it', () => {
+  it('says speech over the spoken part of the recording and not over the silence around it', async () => {
     const va = session();
-    const ds = run(va, [...speechFrames, ...silence(50)]);
+    const ds = await run(va, [...speechFrames, ...silence(50)]);
     const speaking = indexes(ds, (d) => d.speaking);
     const onsets = indexes(ds, (d) => d.onset !== undefined);
     assert.equal(onsets.length, 1, 'one onset');
@@ -67,14 +74,14 @@ describe('VoiceActivity', () => {
     va.close();
   });
 
-  it('rejects white noise and a pure tone that energy alone takes for speech', () => {
+  it('rejects white noise and a pure tone that energy alone takes for speech', async () => {
     for (const [name, noise] of [
       ['white noise at -35 dBFS', whiteNoise(150, 1000, 1)],
       ['440 Hz tone at -21 dBFS', tone(150, 3000, 440)],
     ] as const) {
       const frames = [...silence(25), ...noise, ...silence(25)];
-      const silero = runOnce({}, frames);
-      const energy = runOnce({}, frames, energyOnly());
+      const silero = await runOnce({}, frames);
+      const energy = await runOnce({}, frames, energyOnly());
       assert.equal(indexes(silero, (d) => d.voiced).length, 0, `${name}: Silero voiced`);
       assert.equal(indexes(silero, (d) => d.onset !== undefined).length, 0, `${name}: Silero onset`);
       // Energy alone calls it speech until the noise floor catches up (~1.5 s).
@@ -84,13 +91,13 @@ describe('VoiceActivity', () => {
     }
   });
 
-  it('returns the pre-roll and the onset frames, oldest first, when speech starts', () => {
+  it('returns the pre-roll and the onset frames, oldest first, when speech starts', async () => {
     const random = mulberry32(3);
     // Low noise under the speech so every frame is distinct and can be found again.
     const noisy = speech.map((v) => v + Math.round((random() * 2 - 1) * 20));
     const frames = [...whiteNoise(100, 20, 4), ...toFrames(Int16Array.from(noisy))];
     const va = session({ preRollMs: 300, minSpeechMs: 150 });
-    const ds = run(va, frames);
+    const ds = await run(va, frames);
     const at = ds.findIndex((d) => d.onset);
     const onset = ds[at]!.onset!;
     // 15 pre-roll frames + 8 voiced frames (150 ms rounded up to whole frames).
@@ -106,22 +113,22 @@ describe('VoiceActivity', () => {
     assert.equal(indexes(ds, (d) => d.onset !== undefined).length, 1);
   });
 
-  it('does not count a click as speech: minSpeechMs suppresses it', () => {
+  it('does not count a click as speech: minSpeechMs suppresses it', async () => {
     const click = () => [...silence(50), ...tone(2, 20000, 1000), ...silence(50)];
     // Silero does not call it voiced at all...
-    assert.equal(indexes(runOnce({}, click()), (d) => d.speaking).length, 0);
+    assert.equal(indexes(await runOnce({}, click()), (d) => d.speaking).length, 0);
     // ...and energy does, for 40 ms: below minSpeechMs it is no onset, above it is one.
-    const strict = runOnce({ minSpeechMs: 150 }, click(), energyOnly());
-    const lax = runOnce({ minSpeechMs: 40 }, click(), energyOnly());
+    const strict = await runOnce({ minSpeechMs: 150 }, click(), energyOnly());
+    const lax = await runOnce({ minSpeechMs: 40 }, click(), energyOnly());
     assert.equal(indexes(strict, (d) => d.voiced).length, 2);
     assert.equal(indexes(strict, (d) => d.onset !== undefined).length, 0);
     assert.equal(indexes(lax, (d) => d.onset !== undefined).length, 1);
   });
 
-  it('keeps speaking through a pause shorter than minSilenceMs and stops after a longer one', () => {
+  it('keeps speaking through a pause shorter than minSilenceMs and stops after a longer one', async () => {
     const burst = (frames: number) => tone(frames, 8000, 300);
     const quiet = (frames: number) => silence(frames);
-    const ds = runOnce({ minSilenceMs: 100, minSpeechMs: 40 }, [...quiet(10), ...burst(10), ...quiet(4), ...burst(10), ...quiet(10)], energyOnly());
+    const ds = await runOnce({ minSilenceMs: 100, minSpeechMs: 40 }, [...quiet(10), ...burst(10), ...quiet(4), ...burst(10), ...quiet(10)], energyOnly());
     // The 80 ms pause (frames 20-23) stays speech; 100 ms of the final silence ends it.
     assert.ok([20, 21, 22, 23].every((i) => ds[i]!.speaking));
     assert.deepEqual(indexes(ds, (d) => d.onset !== undefined), [11]);
@@ -129,63 +136,67 @@ describe('VoiceActivity', () => {
     assert.equal(ds[38]!.speaking, false);
   });
 
-  it('never runs Silero on gated silence and gives its instance back after releaseAfterMs', () => {
+  it('never runs Silero on gated silence and gives its stream back after releaseAfterMs', async () => {
     const va = session({ releaseAfterMs: 1000 });
-    const leasedBefore = pool.toJSON().leased;
+    const streamsBefore = pool.toJSON().streams;
     const quiet = [...silence(100), ...whiteNoise(200, 10, 5)]; // digital silence, then -70 dBFS
-    const gated = run(va, quiet);
+    const gated = await run(va, quiet);
     assert.ok(gated.every((d) => d.gated && !d.voiced && !d.speaking));
     assert.equal(va.toJSON().sileroWindows, 0);
     assert.equal(va.toJSON().leases, 0);
-    assert.equal(pool.toJSON().leased, leasedBefore);
+    assert.equal(pool.toJSON().streams, streamsBefore);
 
-    run(va, speechFrames);
+    await run(va, speechFrames);
     const talking = va.toJSON();
     assert.equal(talking.leases, 1);
     assert.ok(talking.sileroWindows > 0);
     assert.equal(talking.sileroFrames, talking.frames - talking.gatedFrames);
-    // 1 s of gated frames returns the instance; nothing runs on them.
-    const tail = run(va, silence(60));
+    // 1 s of gated frames returns the stream; nothing runs on them.
+    const tail = await run(va, silence(60));
     const done = va.toJSON();
     assert.ok(tail.every((d) => d.gated));
     assert.equal(done.sileroFrames, talking.sileroFrames);
     assert.equal(done.sileroWindows, talking.sileroWindows);
     assert.equal(done.leased, false);
-    assert.equal(pool.toJSON().leased, leasedBefore);
+    assert.equal(pool.toJSON().streams, streamsBefore);
     va.close();
   });
 
-  it('falls back to energy when the pool is exhausted, counts it, and leases once an instance is free', () => {
-    const small = new SileroVadPool({ maxInstances: 1, preloadInstances: 1 });
+  it('falls back to energy when no stream can be had, counts it, and takes one once one is free', async () => {
+    const small = await SileroVad.load({ maxStreams: 1 });
     const alice = session({ releaseAfterMs: 200 }, small);
     const bob = session({ releaseAfterMs: 200 }, small);
-    const both = speechFrames.map((f) => [alice.push(f), bob.push(f)] as const);
+    const both: (readonly [VoiceActivityDecision, VoiceActivityDecision])[] = [];
+    for (const f of speechFrames) {
+      both.push([alice.push(f), bob.push(f)]);
+      await small.idle();
+    }
     assert.ok(both.every(([a]) => !a.fallback));
     assert.ok(both.some(([, b]) => b.fallback));
     assert.equal(indexes(both.map(([, b]) => b), (d) => d.onset !== undefined).length, 1, 'energy still finds the onset');
     assert.ok(bob.toJSON().fallbackFrames > 0);
     assert.ok(small.toJSON().exhausted > 0);
-    // Alice goes quiet and returns her instance; Bob gets it on his next open frame.
-    run(alice, silence(40));
-    assert.equal(small.toJSON().leased, 0);
-    const next = run(bob, speechFrames.slice(firstLoud, firstLoud + 20));
+    // Alice goes quiet and gives her stream back; Bob gets one on his next open frame.
+    await run(alice, silence(40), small);
+    assert.equal(small.toJSON().streams, 0);
+    const next = await run(bob, speechFrames.slice(firstLoud, firstLoud + 20), small);
     assert.ok(next.every((d) => !d.fallback));
     assert.equal(bob.toJSON().leases, 1);
     alice.close();
     bob.close();
-    small.close();
+    await small.close();
   });
 
-  it('measures the noise floor', () => {
+  it('measures the noise floor', async () => {
     const va = session({}, energyOnly());
     assert.equal(va.noiseFloorDb, -70);
-    run(va, whiteNoise(100, 1000, 6)); // uniform noise: RMS = 1000 / sqrt(3), -35.3 dBFS
+    await run(va, whiteNoise(100, 1000, 6)); // uniform noise: RMS = 1000 / sqrt(3), -35.3 dBFS
     assert.ok(Math.abs(va.noiseFloorDb - -35.3) < 1.5, `floor ${va.noiseFloorDb}`);
-    run(va, whiteNoise(100, 30, 7)); // -65.8 dBFS
+    await run(va, whiteNoise(100, 30, 7)); // -65.8 dBFS
     assert.ok(Math.abs(va.noiseFloorDb - -65.8) < 1.5, `floor ${va.noiseFloorDb}`);
   });
 
-  it('denoises only the frames that go on to Silero (plus the pre-roll, in order), and hands on the denoised audio', () => {
+  it('denoises only the frames that go on to Silero (plus the pre-roll, in order), and hands on the denoised audio', async () => {
     const random = mulberry32(8);
     // Quiet noise everywhere, so that every frame differs and can be found again. A click shortly
     // before the speech opens the gate once already, so the ring holds some denoised frames.
@@ -211,7 +222,7 @@ describe('VoiceActivity', () => {
       },
     };
     const va = new VoiceActivity(pool, {}, halve);
-    const ds = run(va, frames);
+    const ds = await run(va, frames);
     const stats = va.toJSON();
     assert.equal(observed, frames.length);
     ds.forEach((d, i) => {
@@ -229,7 +240,7 @@ describe('VoiceActivity', () => {
     va.close();
   });
 
-  it('refuses frames of the wrong size and use after close', () => {
+  it('refuses frames of the wrong size and use after close', async () => {
     const va = session({}, energyOnly());
     assert.throws(() => va.push(new Int16Array(160)), RangeError);
     va.close();
@@ -237,26 +248,73 @@ describe('VoiceActivity', () => {
   });
 });
 
-describe('SileroVadPool', () => {
-  it('refuses a model that would crash onnxruntime or sherpa, and thresholds sherpa rejects', () => {
-    assert.throws(() => new SileroVadPool({ modelSha256: '0'.repeat(64), preloadInstances: 0 }), /sha256/);
-    assert.throws(() => new SileroVadPool({ modelPath: '/nonexistent/silero.onnx', preloadInstances: 0 }), /not readable/);
-    assert.throws(() => new SileroVadPool({ threshold: 1 }), RangeError);
-    assert.throws(() => new SileroVadPool({ maxInstances: 1, preloadInstances: 2 }), RangeError);
+describe('SileroVad', () => {
+  it('refuses a model that is not the one expected, a missing one, and thresholds out of range', async () => {
+    await assert.rejects(SileroVad.load({ modelSha256: '0'.repeat(64) }), /sha256/);
+    await assert.rejects(SileroVad.load({ modelPath: '/nonexistent/silero.onnx' }), /not readable/);
+    await assert.rejects(SileroVad.load({ threshold: 1 }), RangeError);
+    await assert.rejects(SileroVad.load({ threshold: 0.1 }), RangeError);
+    await assert.rejects(SileroVad.load({ maxBatch: 0 }), RangeError);
   });
 
-  it('hands out at most maxInstances, reset on return', () => {
-    const small = new SileroVadPool({ maxInstances: 1, preloadInstances: 0 });
+  it('gives at most maxStreams; a verdict comes back after its window ran; a released stream forgets', async () => {
+    const small = await SileroVad.load({ maxStreams: 1 });
     const vad = small.acquire()!;
     assert.equal(small.acquire(), null);
-    assert.deepEqual({ ...small.toJSON(), threshold: undefined }, { instances: 1, leased: 1, peakLeased: 1, exhausted: 1, threshold: undefined });
-    // One 20 ms frame completes no 32 ms window; the second does (512 + 64 samples of context).
+    assert.equal(small.toJSON().exhausted, 1);
+    // One 20 ms frame completes no 32 ms window; the second does, and its verdict comes with the next call.
     assert.equal(vad.accept(speechFrames[firstLoud]!), null);
-    assert.equal(typeof vad.accept(speechFrames[firstLoud + 1]!), 'boolean');
+    assert.equal(vad.accept(speechFrames[firstLoud + 1]!), null, 'not run yet');
+    assert.equal(vad.windows, 1);
+    await small.idle();
+    assert.equal(typeof vad.accept(new Int16Array(0)), 'boolean');
+    assert.equal(vad.accept(new Int16Array(0)), null, 'each verdict once');
+    // A window in flight when its stream is released brings no verdict to anyone.
+    vad.accept(speechFrames[firstLoud + 2]!);
+    vad.accept(speechFrames[firstLoud + 3]!);
     small.release(vad);
+    await small.idle();
+    assert.equal(vad.accept(new Int16Array(0)), null);
     const again = small.acquire()!;
-    assert.equal(again, vad);
-    assert.equal(again.accept(speechFrames[firstLoud]!), null, 'reset: sherpa buffers nothing from before');
-    small.close();
+    assert.notEqual(again, vad);
+    assert.equal(again.accept(speechFrames[firstLoud]!), null);
+    assert.equal(again.windows, 0, 'a fresh stream buffers nothing from before');
+    await small.close();
+  });
+
+  it('runs the windows of one poll as one batch, with the same results as one stream at a time', async () => {
+    const inputs = [speechFrames.slice(firstLoud, firstLoud + 40), whiteNoise(40, 1000, 11), speechFrames.slice(lastLoud - 40, lastLoud)];
+    const alone: number[][] = [];
+    for (const frames of inputs) {
+      const vad = await SileroVad.load();
+      const stream = vad.acquire()!;
+      const probabilities: number[] = [];
+      for (const f of frames) {
+        const windows = stream.windows;
+        stream.accept(f);
+        await vad.idle();
+        if (stream.windows > windows) probabilities.push(stream.probability);
+      }
+      alone.push(probabilities);
+      await vad.close();
+    }
+    const vad = await SileroVad.load();
+    const streams = inputs.map(() => vad.acquire()!);
+    const batched: number[][] = inputs.map(() => []);
+    for (let i = 0; i < 40; i++) {
+      const before = streams.map((s) => s.windows);
+      streams.forEach((s, k) => s.accept(inputs[k]![i]!));
+      await vad.idle();
+      streams.forEach((s, k) => s.windows > before[k]! && batched[k]!.push(s.probability));
+    }
+    const stats = vad.toJSON();
+    assert.equal(stats.maxBatch, 3, 'the three streams ran together');
+    assert.equal(stats.windows, 3 * stats.runs);
+    batched.forEach((probabilities, k) => {
+      assert.equal(probabilities.length, alone[k]!.length);
+      probabilities.forEach((p, w) => assert.ok(Math.abs(p - alone[k]![w]!) < 1e-4, `stream ${k} window ${w}: ${p} batched, ${alone[k]![w]} alone`));
+    });
+    assert.ok(Math.max(...batched[0]!) > 0.9 && Math.max(...batched[1]!) < 0.5, 'speech and noise told apart');
+    await vad.close();
   });
 });
