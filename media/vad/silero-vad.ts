@@ -9,10 +9,10 @@
 // window. A session holds only its recurrent state (2 x 128 floats) and 64 samples of context, so
 // there is no instance pool and no cap from memory: every talking session gets Silero.
 //
-// The price is one frame of delay: `run()` is asynchronous (onnxruntime works on libuv's thread
-// pool, off the worker's event loop), so a window's verdict is known when the batch comes back,
-// before the next 20 ms frame. `SileroStream.accept()` returns the verdicts that came back since
-// the previous call.
+// The price is one frame of delay: the batch runs after the task in which its windows completed
+// (onnxruntime-node's `run()` defers to setImmediate, then runs synchronously on this thread), so
+// a window's verdict is known before the next 20 ms frame, not during the push that completed it.
+// `SileroStream.accept()` returns the verdicts that came back since the previous call.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
