@@ -20,7 +20,11 @@ export interface VoiceActivityOptions {
   frameMs: number;
   /** Voiced frames must last this long before `speaking` turns on (rejects clicks and coughs). */
   minSpeechMs: number;
-  /** Unvoiced frames must last this long before `speaking` turns off. Short: the turn detector decides end of turn. */
+  /**
+   * Unvoiced frames must last this long before `speaking` turns off. Short: the turn detector
+   * decides end of turn. 160 bridges the dips of ~100 ms that Silero gives inside an utterance when
+   * its stream starts at the gate's opening (so one utterance is one onset).
+   */
   minSilenceMs: number;
   /** Audio before the first voiced frame that comes back with the onset. */
   preRollMs: number;
