@@ -32,6 +32,10 @@ export const METRIC = {
   rtt: 'rtc.rtt',
   outboundBitrate: 'rtc.outbound.bitrate',
   eventLoopLag: 'media.worker.event_loop_lag',
+  vadWindows: 'voice.vad.windows',
+  vadRuns: 'voice.vad.runs',
+  vadDroppedWindows: 'voice.vad.dropped_windows',
+  vadErrors: 'voice.vad.errors',
 } as const;
 
 export function createInstruments(meter: Meter = metrics.getMeter('voice-session-server')) {
@@ -58,6 +62,10 @@ export function createInstruments(meter: Meter = metrics.getMeter('voice-session
     jitter: meter.createHistogram(METRIC.jitter, { unit: 's', description: 'Interarrival jitter: inbound (measured) and outbound (RTCP), sampled', advice: { explicitBucketBoundaries: NETWORK_BUCKETS_S } }),
     rtt: meter.createHistogram(METRIC.rtt, { unit: 's', description: 'Round-trip time from RTCP', advice: { explicitBucketBoundaries: NETWORK_BUCKETS_S } }),
     outboundBitrate: meter.createHistogram(METRIC.outboundBitrate, { unit: 'bit/s', description: 'Opus bitrate chosen for each session, sampled on receiver reports', advice: { explicitBucketBoundaries: BITRATE_BUCKETS } }),
+    vadWindows: meter.createCounter(METRIC.vadWindows, { unit: '{window}', description: 'Silero VAD windows (32 ms) judged, per media worker' }),
+    vadRuns: meter.createCounter(METRIC.vadRuns, { unit: '{run}', description: 'Batched Silero runs, per media worker (windows / runs = mean batch)' }),
+    vadDroppedWindows: meter.createCounter(METRIC.vadDroppedWindows, { unit: '{window}', description: 'Silero windows dropped because the worker fell behind (a session had four waiting)' }),
+    vadErrors: meter.createCounter(METRIC.vadErrors, { unit: '{run}', description: 'Silero runs that failed; their windows got no verdict' }),
     eventLoopLag: meter.createObservableGauge(METRIC.eventLoopLag, { unit: 's', description: 'Event-loop delay p99 over the last interval, per thread' }),
   };
 }

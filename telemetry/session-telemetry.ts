@@ -52,6 +52,10 @@ export class SessionTelemetry {
       i.packetsLost.add(0, attrs);
       i.concealedSamples.add(0, attrs);
       i.fecRecovered.add(0, attrs);
+      i.vadWindows.add(0, attrs);
+      i.vadRuns.add(0, attrs);
+      i.vadDroppedWindows.add(0, attrs);
+      i.vadErrors.add(0, attrs);
     }
     for (const reason of ['capacity', 'draining']) i.admissionRefusals.add(0, { [ATTR.reason]: reason });
     // One zero series per provider kind (without from/to: no switch has happened yet).
@@ -98,6 +102,12 @@ export class SessionTelemetry {
       if (d.lost) i.packetsLost.add(d.lost, attrs);
       if (d.concealed) i.concealedSamples.add(d.concealed * SAMPLES_PER_CONCEALED_FRAME, attrs);
       if (d.fecRecovered) i.fecRecovered.add(d.fecRecovered, attrs);
+      if (report.vad) {
+        if (report.vad.windows) i.vadWindows.add(report.vad.windows, attrs);
+        if (report.vad.runs) i.vadRuns.add(report.vad.runs, attrs);
+        if (report.vad.droppedWindows) i.vadDroppedWindows.add(report.vad.droppedWindows, attrs);
+        if (report.vad.errors) i.vadErrors.add(report.vad.errors, attrs);
+      }
       for (const s of report.sessions) {
         i.jitterBufferDelay.record(s.jitterBufferDelayMs / 1000, attrs);
         i.jitter.record(s.jitterMs / 1000, { ...attrs, [ATTR.direction]: 'inbound' });

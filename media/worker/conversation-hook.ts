@@ -1,8 +1,10 @@
 // How the process that starts a media worker plugs the conversation logic (speech-to-text, agent,
 // text-to-speech: providers, outside media/) into it: the worker entry installs a factory before
-// the worker loop starts; the loop calls it for every session it opens.
+// the worker loop starts; the loop calls it for every session it opens. The same entry says how to
+// read the counters of its VAD, which the loop reports with its telemetry each second.
 import type { MediaSession, MediaSessionOptions } from '../media-session.ts';
 import type { Conversation, ConversationWorkerEvent } from '../conversation-events.ts';
+import type { VadTotals } from './worker-stats.ts';
 
 /** `speaker`: in rooms where the agent listens to everyone, the host participant's id; else null. */
 export type ConversationFactory = (
@@ -13,6 +15,16 @@ export type ConversationFactory = (
 ) => Conversation | null;
 
 let installed: ConversationFactory | null = null;
+let vadTotals: (() => VadTotals) | null = null;
+
+/** The worker entry says how to read its VAD counters (reported with the worker's telemetry). */
+export function installVadTotals(read: () => VadTotals): void {
+  vadTotals = read;
+}
+
+export function readVadTotals(): VadTotals | null {
+  return vadTotals ? vadTotals() : null;
+}
 
 export function installConversationFactory(factory: ConversationFactory): void {
   installed = factory;

@@ -5,9 +5,9 @@ import { performance } from 'node:perf_hooks';
 import { MediaSession, type MediaClock, type MediaSessionOptions } from '../media-session.ts';
 import { LatencyHistogram } from '../latency-histogram.ts';
 import { GlareError, InvalidStateError, NoPortsError } from '../peer.ts';
-import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
+import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type VadTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
 import type { RoomSeat, WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
-import { createConversation } from './conversation-hook.ts';
+import { createConversation, readVadTotals } from './conversation-hook.ts';
 import type { Conversation, ConversationWorkerEvent } from '../conversation-events.ts';
 import { WorkerRooms } from './worker-rooms.ts';
 
@@ -27,6 +27,7 @@ const latency = new LatencyHistogram();
 const lag = new EventLoopLag();
 const telemetryLag = new EventLoopLag();
 let reportedTotals: PacketTotals = emptyTotals();
+let reportedVad: VadTotals = { windows: 0, runs: 0, droppedWindows: 0, errors: 0 };
 const closedTotals = emptyTotals();
 const rooms = new WorkerRooms(clock.now, (event) => post(event));
 
@@ -282,7 +283,18 @@ setInterval(() => {
   const delta = subtractTotals(totals, reportedTotals);
   reportedTotals = totals;
   if (active.length > 0) post({ ev: 'activity', sessionIds: active });
-  post({ ev: 'telemetry', report: { workerIndex: init.workerIndex, delta, eventLoopLagP99Ms: telemetryLag.read(true).p99Ms, sessions: samples } });
+  const report: WorkerTelemetry = { workerIndex: init.workerIndex, delta, eventLoopLagP99Ms: telemetryLag.read(true).p99Ms, sessions: samples };
+  const vad = readVadTotals();
+  if (vad) {
+    report.vad = {
+      windows: vad.windows - reportedVad.windows,
+      runs: vad.runs - reportedVad.runs,
+      droppedWindows: vad.droppedWindows - reportedVad.droppedWindows,
+      errors: vad.errors - reportedVad.errors,
+    };
+    reportedVad = vad;
+  }
+  post({ ev: 'telemetry', report });
 }, ACTIVITY_INTERVAL_MS);
 
 post({ ev: 'ready' });

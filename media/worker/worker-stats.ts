@@ -35,6 +35,20 @@ export interface WorkerTelemetry {
   eventLoopLagP99Ms: number;
   /** Per live session: jitter-buffer target delay and measured inbound jitter, ms. */
   sessions: { jitterBufferDelayMs: number; jitterMs: number }[];
+  /** The worker's Silero VAD since the last report (agent modes; absent when the worker has none). */
+  vad?: VadTotals;
+}
+
+/** Counters of a worker's batched Silero VAD (media/vad/silero-vad.ts), totals since start or deltas. */
+export interface VadTotals {
+  /** 32 ms windows judged. */
+  windows: number;
+  /** Batched runs (windows / runs = mean batch). */
+  runs: number;
+  /** Windows dropped because their session had four waiting (the worker fell behind). */
+  droppedWindows: number;
+  /** Runs that failed (their windows got no verdict). */
+  errors: number;
 }
 
 export function subtractTotals(now: PacketTotals, before: PacketTotals): PacketTotals {

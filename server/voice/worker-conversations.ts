@@ -5,7 +5,7 @@
  * s2s mode). Provider chains are built once per worker from the server config in workerData.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { installConversationFactory } from '../../media/worker/conversation-hook.ts';
+import { installConversationFactory, installVadTotals } from '../../media/worker/conversation-hook.ts';
 import { ListeningPipeline } from '../../media/listening-pipeline.ts';
 import type { WorkerInit } from '../../media/worker/worker-protocol.ts';
 import type { Conversation } from '../../media/conversation-events.ts';
@@ -13,12 +13,17 @@ import type { MediaSession } from '../../media/media-session.ts';
 import { ProviderRegistry } from './provider-registry.ts';
 import { VoiceConversation } from './voice-conversation.ts';
 import { SpeechToSpeechConversation } from './s2s-conversation.ts';
-import { createVadStage, prepareVad } from './vad-stage.ts';
+import { createVadStage, prepareVad, workerSilero } from './vad-stage.ts';
 
 const init = workerData as WorkerInit;
 const voice = init.voice;
 const registry = new ProviderRegistry(voice, (info) => parentPort?.postMessage({ ev: 'providerfallback', info }));
 await prepareVad(voice);
+const silero = workerSilero()!;
+installVadTotals(() => {
+  const { windows, runs, droppedWindows, errors } = silero.toJSON();
+  return { windows, runs, droppedWindows, errors };
+});
 void registry.warmUp(); // not awaited: the worker serves at once; a turn in the first ~0.5 s waits for it
 
 /** Gives a session its listening pipeline: the host's, or (rooms) another participant's the agent hears. */

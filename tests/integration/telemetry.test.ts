@@ -117,6 +117,15 @@ describe('OpenTelemetry export', () => {
         assert.equal(count(name), 1, `${name}: one sample for the one turn`);
         assert.ok(metric.points.every((p) => p.attributes['voice.session.mode'] === 'stt_tts'), name);
       }
+      // The worker's Silero judged the question's windows, in batches, and lost none.
+      const total = (name: string) => (receiver.latest(name)?.points ?? []).reduce((s, p) => s + p.value, 0);
+      await receiver.until(() => total(METRIC.vadWindows) > 0);
+      // The question is ~1 s of speech: its open frames alone are ~30 windows.
+      assert.ok(total(METRIC.vadWindows) >= 20, `${total(METRIC.vadWindows)} Silero windows`);
+      assert.ok(total(METRIC.vadRuns) > 0 && total(METRIC.vadRuns) <= total(METRIC.vadWindows), 'runs of at least one window');
+      assert.equal(total(METRIC.vadDroppedWindows), 0);
+      assert.equal(total(METRIC.vadErrors), 0);
+      assert.ok(receiver.latest(METRIC.vadWindows)!.points.every((p) => typeof p.attributes['voice.worker'] === 'number'), 'per worker');
       // The exported STT latency is the turn's own end of turn -> final transcript.
       const sttSum = receiver.latest(METRIC.sttLatency)!.points.reduce((s, p) => s + (p.sum ?? 0), 0);
       assert.ok(Math.abs(sttSum * 1000 - (t.sttFinalAt! - t.endOfTurnAt)) < 2, `stt ${sttSum} s vs timings ${t.sttFinalAt! - t.endOfTurnAt} ms`);
