@@ -1,7 +1,7 @@
-// The session directory: admission (capacity), lookup, media event routing, link health
-// (reconnecting while the socket or the media path is down, server-initiated ICE restarts),
-// resume, idle timeout, maximum duration, reconnect window, persistence of history, and cleanup
-// that releases a session's media in its worker.
+// The session directory: admission (capacity), lookup, media event routing, resume, idle timeout,
+// maximum duration, reconnect window, persistence of history, and cleanup that releases a
+// session's media in its worker. Link health (reconnecting, server-initiated ICE restarts) is
+// SessionLinks'.
 import { TypedEmitter } from '../media/typed-emitter.ts';
 import { Session, FULL_ACCESS, type SessionAccess } from './session.ts';
 import { SignalingError, ERRORS, type ErrorCode } from '../signaling/errors.ts';
@@ -13,14 +13,9 @@ import type { SessionStore } from './session-store.ts';
 import type { ConversationWorkerEvent } from '../media/conversation-events.ts';
 import { SessionRecorder } from './session-recorder.ts';
 import { RoomDirectory } from './room-directory.ts';
+import { SessionLinks, type ReconnectOutcome } from './session-links.ts';
 
-export interface ReconnectOutcome {
-  success: boolean;
-  /** From the start of the outage to recovery (or to giving up). */
-  durationMs: number;
-  /** What broke first. */
-  cause: 'media' | 'signaling';
-}
+export type { ReconnectOutcome };
 
 export type SessionManagerEvents = {
   sessioncreated: [session: Session];
@@ -48,19 +43,9 @@ export interface ResumeResult {
   media: 'kept' | 'new';
 }
 
-interface LinkState {
-  everConnected: boolean;
-  cause: 'media' | 'signaling' | null;
-  restartTimer: NodeJS.Timeout | null;
-  /** Closes the socket a session is attached to, when another one takes the session over. */
-  evict: (() => void) | null;
-  /** m-lines in the server's latest offer (rooms add one per remote participant). */
-  mediaSections: number;
-}
-
 export class SessionManager extends TypedEmitter<SessionManagerEvents> {
   readonly #sessions = new Map<string, Session>();
-  readonly #links = new Map<string, LinkState>();
+  readonly #links: SessionLinks;
   readonly #config: Readonly<Config>;
   readonly #media: MediaPool;
   readonly #sweep: NodeJS.Timeout;
@@ -76,6 +61,14 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     super();
     this.#config = config;
     this.#media = media;
+    this.#links = new SessionLinks({
+      iceRestartRetryMs: config.iceRestartRetryMs,
+      restartIce: (id) => media.restartIce(id),
+      offer: (session, sdp) => this.#offerToClient(session, sdp),
+      reconnect: (session, outcome) => this.safeEmit('reconnect', session, outcome),
+      iceRestart: (session) => this.safeEmit('icerestart', session, 'server'),
+      mediaLost: (session, detectionMs) => this.safeEmit('medialost', session, detectionMs),
+    });
     this.rooms = new RoomDirectory(config.rooms, (id, message) => this.#sessions.get(id)?.send(message));
     this.rooms.on('roomclosed', (room) => media.closeRoom(room));
     this.rooms.on('agentmoved', (_room, sessionId) => media.designateAgent(sessionId));
@@ -153,7 +146,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     const seat = { ...this.rooms.admit(session.room, session.id, identity), subscribe: access.subscribe }; // throws ROOM_ERR_FULL
     const resumeToken = session.rotateResumeToken();
     this.#sessions.set(session.id, session);
-    this.#links.set(session.id, { everConnected: false, cause: null, restartTimer: null, evict, mediaSections: 1 });
+    this.#links.open(session.id, evict);
     session.on('statechange', (state, previous) => {
       this.#recorder.saveRecord(session); // the stored record (HTTP history) shows the live state
       this.safeEmit('statechange', session, state, previous);
@@ -197,7 +190,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
       this.close(session, 'socket_closed');
       return;
     }
-    this.#updateLink(session, 'signaling_lost');
+    this.#links.update(session, 'signaling_lost');
   }
 
   /**
@@ -235,10 +228,10 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     session.attach(sink);
     session.signalingUp = true;
     session.touch();
-    this.#updateLink(session, mediaResult === 'new' ? 'peer_replaced' : 'recovered');
+    this.#links.update(session, mediaResult === 'new' ? 'peer_replaced' : 'recovered');
     // Media still down over a kept peer: offer an ICE restart on the new socket (any restart offer
     // sent before went down with the old one).
-    if (media === 'keep' && !session.mediaUp && link.everConnected) this.#restartIce(session);
+    if (media === 'keep' && !session.mediaUp && link.everConnected) this.#links.restartIce(session);
     // A room's server offer sent while the socket was down went with it: send it again.
     else if (media === 'keep') this.#media.renegotiate(session.id);
     const missedTurns = session.history.filter((t) => t.index > lastTurnIndex);
@@ -285,12 +278,7 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
 
   close(session: Session, reason: string, finalState: 'disconnected' | 'error' = 'disconnected'): void {
     if (!this.#sessions.delete(session.id)) return;
-    const link = this.#links.get(session.id);
-    this.#links.delete(session.id);
-    if (link?.restartTimer) clearTimeout(link.restartTimer);
-    if (session.state === 'reconnecting' && link?.cause && session.outageSince !== null) {
-      this.safeEmit('reconnect', session, { success: false, durationMs: Date.now() - session.outageSince, cause: link.cause });
-    }
+    this.#links.remove(session);
     const worker = this.#media.workerOf(session.id);
     if (worker !== null) {
       this.#mediaClosing.set(session.id, worker);
@@ -314,50 +302,6 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
     clearInterval(this.#sweep);
   }
 
-  // The session is `reconnecting` while its socket or its media path is down (once it has
-  // connected at all), and returns to `listening` when both are back.
-  #updateLink(session: Session, reason: string): void {
-    const link = this.#links.get(session.id);
-    // Before the first connection there is nothing to recover: the session is still `connecting`.
-    if (!link || session.closed || !link.everConnected) return;
-    const down = !session.signalingUp || !session.mediaUp;
-    if (down) {
-      if (session.state !== 'reconnecting') {
-        link.cause = session.mediaUp ? 'signaling' : 'media';
-        session.outageSince = Date.now();
-        session.trySetState('reconnecting', reason);
-      }
-      return;
-    }
-    if (session.state === 'reconnecting') {
-      const durationMs = session.outageSince === null ? 0 : Date.now() - session.outageSince;
-      const cause = link.cause ?? 'media';
-      session.outageSince = null;
-      link.cause = null;
-      if (link.restartTimer) clearTimeout(link.restartTimer);
-      link.restartTimer = null;
-      session.trySetState(session.conversationState(), 'recovered');
-      this.safeEmit('reconnect', session, { success: true, durationMs, cause });
-    }
-  }
-
-  // Server-initiated ICE restart while the socket is up; retried until media returns or the
-  // reconnect window closes the session.
-  #restartIce(session: Session): void {
-    const link = this.#links.get(session.id);
-    // A WHIP client restarts ICE itself (PATCH with If-Match: "*"): the server cannot offer to it.
-    if (!link || session.closed || !session.signalingUp || session.mediaUp || session.access.transport === 'whip') return;
-    if (link.restartTimer) clearTimeout(link.restartTimer);
-    link.restartTimer = setTimeout(() => this.#restartIce(session), this.#config.iceRestartRetryMs);
-    this.safeEmit('icerestart', session, 'server');
-    this.#media.restartIce(session.id).then(
-      (sdp) => {
-        if (!session.closed) this.#offerToClient(session, sdp);
-      },
-      () => undefined, // the retry timer tries again
-    );
-  }
-
   #onMediaEvent(event: MediaSessionEvent): void {
     if (event.ev === 'closed') {
       this.#mediaClosing.delete(event.sessionId);
@@ -378,32 +322,10 @@ export class SessionManager extends TypedEmitter<SessionManagerEvents> {
         this.#offerToClient(session, event.sdp);
         return;
       case 'connection':
-        if (event.state === 'connected') {
-          session.mediaUp = true;
-          if (!link.everConnected) {
-            link.everConnected = true;
-            session.trySetState('connected');
-            session.trySetState('listening');
-            return;
-          }
-          this.#updateLink(session, 'recovered');
-        } else if (event.state === 'failed' || event.state === 'disconnected') {
-          if (!session.mediaUp) return;
-          session.mediaUp = false;
-          this.#updateLink(session, `ice_${event.state}`);
-          this.#restartIce(session);
-        }
+        this.#links.onConnection(session, event.state);
         return;
       case 'media':
-        if (event.state === 'lost') {
-          session.mediaUp = false;
-          this.safeEmit('medialost', session, event.silentMs);
-          this.#updateLink(session, 'media_lost');
-          this.#restartIce(session);
-        } else {
-          session.mediaUp = true;
-          this.#updateLink(session, 'recovered');
-        }
+        this.#links.onMedia(session, event.state, event.silentMs);
         return;
       case 'quality':
         session.send({ type: 'quality', quality: event.report });
