@@ -30,10 +30,11 @@ export function worstLag(row: StepResult): { ms: number; thread: string } {
 export function describeRow(r: StepResult, workers: number, leaseShare: number | null): string {
   const c = r.conversation;
   const energy = leaseShare !== null && r.load === 'talking' ? `, est. energy-only VAD ${(energyOnlyShare(r.connected, workers, leaseShare) * 100).toFixed(0)}%` : '';
+  const silero = r.vad && r.vad.windows > 0 ? `, Silero ${r.vad.windowsPerSessionSecond.toFixed(1)} windows/session-s in batches of ${fmt(r.vad.meanBatch, 1)}` : '';
   const answers = c && r.load === 'answering' ? `, answered ${c.answered} (interrupted ${c.interrupted}), answer delay p50/p95 ${fmt(c.answerDelayP50Ms, 0)}/${fmt(c.answerDelayP95Ms, 0)} ms` : '';
   return `  cpu ${r.cpuMsPerSessionSecond.toFixed(2)} ms/session-s (${r.serverCpuPercentOfCore.toFixed(0)}% of a core), ` +
     `lag p99 ${Object.entries(r.lagP99Ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')} ms, ` +
-    `turns heard ${c?.turnsHeard ?? '-'}/${c?.utterancesSent ?? '-'} utterances${answers}${energy}, box ${r.machineBusyPercent.toFixed(0)}% busy` +
+    `turns heard ${c?.turnsHeard ?? '-'}/${c?.utterancesSent ?? '-'} utterances${answers}${silero}${energy}, box ${r.machineBusyPercent.toFixed(0)}% busy` +
     (r.loadGenerator.keptPace ? '' : ' (load generator fell behind)');
 }
 
@@ -138,7 +139,8 @@ export const PIPELINE_DEFINITIONS: Record<string, string> = {
   talking: 'Each client loops the speech fixture then BENCH_PIPELINE_SILENCE_MS of silence, spread evenly over the loop.',
   silent: `Each client loops quiet white noise at ${ROOM_NOISE_DBFS} dBFS, below the gate floor (-55 dBFS): every frame is gated, Silero never runs.`,
   turns: 'turns/utterances: `speech end_of_turn` messages the clients received in the window / utterances they finished sending in it. About 1 when the pipeline hears every utterance once (a pause inside the fixture can make it more; frames judged by energy alone may differ).',
-  energyOnlyVad: `Estimate (the server reports no VAD counters): share of the frames that want Silero that get an energy-only verdict because the worker has no stream left to give (${SILERO_STREAMS_PER_WORKER} per worker). From the share of time one talking client holds a Silero stream (the server's VoiceActivity run over the client's loop in the runner: talkingLoop.sileroLeaseShare) x sessions / workers, against the cap. Where it is above 0, CPU per session falls with more sessions because fewer frames reach Silero. talkingLoop.sileroFrameShare: share of a talking client\'s frames that Silero runs on (the others are gated), the part that costs CPU.`,
+  silero: 'Measured (the media workers\' Silero counters over the window, as exported in voice.vad.windows and voice.vad.runs): Silero windows judged per session-second, and the mean batch (windows per run). A talker needs ~16 windows/s while its gate is open; larger batches cost less per window.',
+  energyOnlyVad: `Estimate (the server counts Silero windows and runs, not energy-only frames): share of the frames that want Silero that get an energy-only verdict because the worker has no stream left to give (${SILERO_STREAMS_PER_WORKER} per worker). From the share of time one talking client holds a Silero stream (the server's VoiceActivity run over the client's loop in the runner: talkingLoop.sileroLeaseShare) x sessions / workers, against the cap. Where it is above 0, CPU per session falls with more sessions because fewer frames reach Silero. talkingLoop.sileroFrameShare: share of a talking client\'s frames that Silero runs on (the others are gated), the part that costs CPU.`,
   search: `Starts from the talking step (BENCH_PIPELINE_SESSIONS) and tries the session counts of BENCH_PIPELINE_SEARCH above it while steps pass (below it, downwards, if it failed), at most BENCH_PIPELINE_MAX_STEPS more, while they fit in BENCH_PIPELINE_LIMIT_S. A step passes when every client is listening and event-loop lag p99 <= ${LAG_LIMIT_MS} ms in every thread. maxTalkingSessions = the largest passing step below the smallest failing one (the true limit lies between the two; without a failure it is at least that). Steps with caveats (load generator behind, box saturated, other processes) describe the shared box more than the server.`,
   answerDelay: 'answering row, server turn timings per answered turn: first answer packet sent - end of the user\'s speech (includes the endpointing silence, STT final, agent and TTS first audio, and any wait for the worker\'s decoder).',
 };

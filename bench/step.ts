@@ -223,6 +223,7 @@ function composeRow(
     echoRoundTripP95Ms: percentile(rtt, 0.95),
     echoRoundTripSamples: rtt.length,
     echoesMissed: sum((w) => w.echoesMissed),
+    vad: vadOver(m.atStart.workers, m.atEnd.workers, sessions * m.windowS),
     utterancesEnded: sum((w) => w.utterancesEnded),
     endpointAlignmentP50Ms: percentile(all((w) => w.endpointAlignmentMs), 0.5),
     serverPaceWaitP95Ms: percentile(all((w) => w.serverPaceWaitMs), 0.95),
@@ -265,6 +266,15 @@ function conversationFigures(reports: WindowReport[]): ConversationFigures {
     sttFinalP95Ms: percentile(reports.flatMap((r) => r.sttFinalMs), 0.95),
     errors,
   };
+}
+
+/** The workers' Silero counters between two snapshots; null when no worker reports any. */
+function vadOver(before: WorkerStats[], after: WorkerStats[], sessionSeconds: number): StepResult['vad'] {
+  if (!after.some((w) => w.vad)) return null;
+  const count = (workers: WorkerStats[], key: 'windows' | 'runs') => workers.reduce((s, w) => s + (w.vad?.[key] ?? 0), 0);
+  const windows = count(after, 'windows') - count(before, 'windows');
+  const runs = count(after, 'runs') - count(before, 'runs');
+  return { windows, runs, windowsPerSessionSecond: sessionSeconds > 0 ? windows / sessionSeconds : 0, meanBatch: runs > 0 ? windows / runs : null };
 }
 
 function totals(workers: WorkerStats[]): PacketTotals {

@@ -1,8 +1,9 @@
 // How much Silero a talking client asks for. The server gives a session a Silero stream when its
 // energy gate opens and takes it back after `releaseAfterMs` gated; each media worker has at most
 // `maxStreams` (media/vad/silero-vad.ts). Beyond that, frames are judged by energy alone: cheaper,
-// and cruder. The server does not report its VAD counters, so the benchmark estimates the share
-// from the clients' own audio: it runs the server's VoiceActivity over the talking loop.
+// and cruder. The server counts its Silero windows and runs (the step rows show them), not the
+// frames judged by energy, so the benchmark estimates that share from the clients' own audio: it
+// runs the server's VoiceActivity over the talking loop.
 import { decodePackets } from '../tests/helpers/audio.ts';
 import { VoiceActivity } from '../media/vad/voice-activity.ts';
 import { DEFAULT_SILERO_VAD_OPTIONS, SileroVad } from '../media/vad/silero-vad.ts';

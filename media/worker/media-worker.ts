@@ -221,6 +221,8 @@ function stats(reset: boolean): WorkerStats {
     externalBytes: memory.external,
     forwarded: rooms.stats(),
   };
+  const vad = readVadTotals();
+  if (vad) value.vad = vad;
   if (reset) latency.reset();
   return value;
 }

@@ -26,6 +26,8 @@ export interface WorkerStats {
   externalBytes: number;
   /** Rooms: packets forwarded to subscribers, and not forwarded (muted subscriptions), since start. */
   forwarded?: { packets: number; dropped: number; rooms: number };
+  /** The worker's Silero VAD since start (agent modes; absent when the worker has none). */
+  vad?: VadTotals;
 }
 
 /** One telemetry interval of a worker: packet counters as deltas (each counted once), samples. */
