@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { MediaSession, type MediaClock, type MediaSessionOptions } from '../media-session.ts';
 import { LatencyHistogram } from '../latency-histogram.ts';
 import { GlareError, InvalidStateError, NoPortsError } from '../peer.ts';
-import { addJitterStats, emptyTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type VadTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
+import { addJitterStats, emptyTotals, emptyVadTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type VadTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
 import type { RoomSeat, WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
 import { createConversation, readVadTotals } from './conversation-hook.ts';
 import type { Conversation, ConversationWorkerEvent } from '../conversation-events.ts';
@@ -27,7 +27,7 @@ const latency = new LatencyHistogram();
 const lag = new EventLoopLag();
 const telemetryLag = new EventLoopLag();
 let reportedTotals: PacketTotals = emptyTotals();
-let reportedVad: VadTotals = { windows: 0, runs: 0, droppedWindows: 0, errors: 0 };
+let reportedVad: VadTotals = emptyVadTotals();
 const closedTotals = emptyTotals();
 const rooms = new WorkerRooms(clock.now, (event) => post(event));
 
@@ -288,12 +288,7 @@ setInterval(() => {
   const report: WorkerTelemetry = { workerIndex: init.workerIndex, delta, eventLoopLagP99Ms: telemetryLag.read(true).p99Ms, sessions: samples };
   const vad = readVadTotals();
   if (vad) {
-    report.vad = {
-      windows: vad.windows - reportedVad.windows,
-      runs: vad.runs - reportedVad.runs,
-      droppedWindows: vad.droppedWindows - reportedVad.droppedWindows,
-      errors: vad.errors - reportedVad.errors,
-    };
+    report.vad = subtractTotals(vad, reportedVad);
     reportedVad = vad;
   }
   post({ ev: 'telemetry', report });

@@ -53,11 +53,14 @@ export interface VadTotals {
   errors: number;
 }
 
-export function subtractTotals(now: PacketTotals, before: PacketTotals): PacketTotals {
-  const out = emptyTotals();
-  for (const key of Object.keys(out) as (keyof PacketTotals)[]) out[key] = now[key] - before[key];
+/** Counter totals now minus the totals of the last report: what to report as this interval's deltas. */
+export function subtractTotals<T extends { [K in keyof T]: number }>(now: T, before: T): T {
+  const out = { ...now };
+  for (const key of Object.keys(now) as (keyof T)[]) out[key] = (now[key] - before[key]) as T[keyof T];
   return out;
 }
+
+export const emptyVadTotals = (): VadTotals => ({ windows: 0, runs: 0, droppedWindows: 0, errors: 0 });
 
 export const emptyTotals = (): PacketTotals => ({
   received: 0, lost: 0, concealed: 0, fecRecovered: 0, late: 0, duplicates: 0, overflowDrops: 0,
