@@ -143,7 +143,10 @@ try {
   // Hang up whatever happened: the session is not left to time out.
   await client.close().catch((error: unknown) => log('hang-up failed:', (error as Error).message));
   log('hung up');
-  stop.abort();
+  // The server ends the event stream with its `closed` event; aborting at once could cut that
+  // event off. Stop waiting for it after 2 s.
+  const giveUp = setTimeout(() => stop.abort(), 2000);
   await events;
+  clearTimeout(giveUp);
 }
 process.exit(failed ? 1 : 0);
