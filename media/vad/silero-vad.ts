@@ -19,9 +19,16 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as Ort from 'onnxruntime-node';
 
-/** Silero v5 as shipped in @ricky0123/vad-web 0.0.31 (see README.md here). */
+/** Silero v5 as shipped in @ricky0123/vad-web 0.0.31 (see README.md here): 8 and 16 kHz, input `sr`. */
 export const SILERO_V5_MODEL = fileURLToPath(new URL('./silero_vad_v5.onnx', import.meta.url));
 export const SILERO_V5_SHA256 = '2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef114a4a3cc5bdd788f';
+/**
+ * The same network for 16 kHz only, as a plain graph (scripts/silero-16k.py): the default. The
+ * original's sample-rate and shape `If`s and their ~60 shape nodes cost more per run than the
+ * arithmetic (README.md here); the weights are the same and so are the verdicts (tested).
+ */
+export const SILERO_V5_16K_MODEL = fileURLToPath(new URL('./silero_vad_v5_16k.onnx', import.meta.url));
+export const SILERO_V5_16K_SHA256 = 'b7a7982bae0a0cfc5736b7c23f21f18453e780c7583e0548a6b3e029c81187b2';
 
 const SAMPLE_RATE = 16000;
 const WINDOW = 512;
@@ -49,8 +56,8 @@ export interface SileroVadOptions {
 }
 
 export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
-  modelPath: SILERO_V5_MODEL,
-  modelSha256: SILERO_V5_SHA256,
+  modelPath: SILERO_V5_16K_MODEL,
+  modelSha256: SILERO_V5_16K_SHA256,
   threshold: 0.5,
   maxStreams: 2000,
   maxBatch: 128,
@@ -141,6 +148,8 @@ export class SileroVad {
   readonly options: SileroVadOptions;
   readonly #session: Ort.InferenceSession;
   readonly #ort: typeof Ort;
+  /** The original two-rate model wants `sr`; the 16 kHz one does not. */
+  readonly #takesSampleRate: boolean;
   readonly #streams = new Set<SileroStream>();
   /** Streams with a window waiting and none in flight, in submission order. */
   readonly #ready = new Set<SileroStream>();
@@ -153,6 +162,7 @@ export class SileroVad {
 
   private constructor(session: Ort.InferenceSession, runtime: typeof Ort, options: SileroVadOptions) {
     this.#session = session;
+    this.#takesSampleRate = session.inputNames.includes('sr');
     this.#ort = runtime;
     this.options = options;
   }
@@ -173,7 +183,7 @@ export class SileroVad {
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
     });
-    const missing = ['input', 'state', 'sr'].filter((name) => !session.inputNames.includes(name));
+    const missing = ['input', 'state'].filter((name) => !session.inputNames.includes(name));
     if (missing.length > 0 || !session.outputNames.includes('output') || !session.outputNames.includes('stateN')) {
       await session.release();
       throw new Error(`${o.modelPath} is not a Silero v5 model (inputs ${session.inputNames.join(', ')})`);
@@ -265,11 +275,12 @@ export class SileroVad {
     });
     const T = this.#ort.Tensor;
     try {
-      const out = await this.#session.run({
+      const feeds: Record<string, Ort.Tensor> = {
         input: new T('float32', input, [size, INPUT]),
         state: new T('float32', state, [2, size, 128]),
-        sr: new T('int64', BigInt64Array.of(BigInt(SAMPLE_RATE)), []),
-      });
+      };
+      if (this.#takesSampleRate) feeds.sr = new T('int64', BigInt64Array.of(BigInt(SAMPLE_RATE)), []);
+      const out = await this.#session.run(feeds);
       const probabilities = out.output!.data as Float32Array;
       const next = out.stateN!.data as Float32Array;
       batch.forEach(({ stream, generation }, b) => {

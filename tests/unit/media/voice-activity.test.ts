@@ -1,6 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SileroVad } from '../../../media/vad/silero-vad.ts';
+import { DEFAULT_SILERO_VAD_OPTIONS, SILERO_V5_16K_MODEL, SILERO_V5_MODEL, SILERO_V5_SHA256, SileroVad } from '../../../media/vad/silero-vad.ts';
 import { VoiceActivity, type VoiceActivityDecision, type VoiceActivityOptions } from '../../../media/vad/voice-activity.ts';
 import type { FrameDenoiser } from '../../../media/denoise/rnnoise-denoiser.ts';
 import { frameLevelDb } from '../../../media/speech-detector.ts';
@@ -280,6 +280,33 @@ describe('SileroVad', () => {
     assert.equal(again.accept(speechFrames[firstLoud]!), null);
     assert.equal(again.windows, 0, 'a fresh stream buffers nothing from before');
     await small.close();
+  });
+
+  it('the default 16 kHz graph gives the probabilities of the original two-rate model, window after window', async () => {
+    assert.equal(DEFAULT_SILERO_VAD_OPTIONS.modelPath, SILERO_V5_16K_MODEL);
+    const inputs = [speechFrames, whiteNoise(100, 1000, 5), tone(50, 8000, 440), silence(20)];
+    const probabilities = async (vad: SileroVad): Promise<number[]> => {
+      const stream = vad.acquire()!;
+      const out: number[] = [];
+      for (const frames of inputs) {
+        for (const f of frames) {
+          const windows = stream.windows;
+          stream.accept(f);
+          await vad.idle();
+          if (stream.windows > windows) out.push(stream.probability);
+        }
+      }
+      assert.equal(vad.toJSON().errors, 0);
+      await vad.close();
+      return out;
+    };
+    const original = await probabilities(await SileroVad.load({ modelPath: SILERO_V5_MODEL, modelSha256: SILERO_V5_SHA256 }));
+    const derived = await probabilities(await SileroVad.load());
+    assert.equal(derived.length, original.length);
+    assert.ok(original.length > 200, `${original.length} windows`);
+    const worst = Math.max(...derived.map((p, w) => Math.abs(p - original[w]!)));
+    assert.ok(worst < 1e-4, `largest difference ${worst}`);
+    assert.ok(Math.max(...original) > 0.9 && Math.min(...original) < 0.1, 'speech and non-speech both present');
   });
 
   it('runs the windows of one poll as one batch, with the same results as one stream at a time', async () => {
