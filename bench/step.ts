@@ -271,10 +271,19 @@ function conversationFigures(reports: WindowReport[]): ConversationFigures {
 /** The workers' Silero counters between two snapshots; null when no worker reports any. */
 function vadOver(before: WorkerStats[], after: WorkerStats[], sessionSeconds: number): StepResult['vad'] {
   if (!after.some((w) => w.vad)) return null;
-  const count = (workers: WorkerStats[], key: 'windows' | 'runs') => workers.reduce((s, w) => s + (w.vad?.[key] ?? 0), 0);
+  const count = (workers: WorkerStats[], key: 'windows' | 'runs' | 'runMs') => workers.reduce((s, w) => s + (w.vad?.[key] ?? 0), 0);
   const windows = count(after, 'windows') - count(before, 'windows');
   const runs = count(after, 'runs') - count(before, 'runs');
-  return { windows, runs, windowsPerSessionSecond: sessionSeconds > 0 ? windows / sessionSeconds : 0, meanBatch: runs > 0 ? windows / runs : null };
+  const runMs = count(after, 'runMs') - count(before, 'runMs');
+  const perSessionSecond = (x: number) => (sessionSeconds > 0 ? x / sessionSeconds : 0);
+  return {
+    windows,
+    runs,
+    windowsPerSessionSecond: perSessionSecond(windows),
+    meanBatch: runs > 0 ? windows / runs : null,
+    runMsPerSessionSecond: perSessionSecond(runMs),
+    usPerWindow: windows > 0 ? (runMs * 1000) / windows : null,
+  };
 }
 
 function totals(workers: WorkerStats[]): PacketTotals {

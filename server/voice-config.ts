@@ -22,7 +22,7 @@ export interface VoiceConfig {
   bargeInMinMs: number;
   bargeInGraceMs: number;
   preRollMs: number;
-  vad: { threshold: number; minSpeechMs: number };
+  vad: { threshold: number; minSpeechMs: number; batchWindowMs: number };
   denoise: 'off' | 'on' | 'auto';
   echoGuard: boolean;
   /** Ordered fallback chains: the first healthy provider serves; `local` is the offline default. */
@@ -56,6 +56,7 @@ export function readVoice(r: EnvReader): VoiceConfig {
     vad: {
       threshold: r.int('VAD_THRESHOLD_PERCENT', 50, 1, 99) / 100,
       minSpeechMs: r.int('VAD_MIN_SPEECH_MS', 100, 20, 2000),
+      batchWindowMs: r.int('VAD_BATCH_WINDOW_MS', 10, 0, 32),
     },
     denoise: r.oneOf('DENOISE', 'off', ['off', 'on', 'auto'] as const),
     echoGuard: r.bool('ECHO_GUARD', true),

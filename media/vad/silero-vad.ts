@@ -9,15 +9,16 @@
 // window. A session holds only its recurrent state (2 x 128 floats) and 64 samples of context, so
 // there is no instance pool and no cap from memory: every talking session gets Silero.
 //
-// The price is one frame of delay: the batch runs after the task in which its windows completed
-// (onnxruntime-node's `run()` defers to setImmediate, then runs synchronously on this thread), so
-// a window's verdict is known before the next 20 ms frame, not during the push that completed it.
-// `SileroStream.accept()` returns the verdicts that came back since the previous call.
+// The price is delay: a batch runs (synchronously, on this thread: onnx-model.ts) in a later task
+// than the one in which its first window completed - the next one, or `batchWindowMs` later - so a
+// window's verdict is known by the next 20 ms frame (or up to batchWindowMs later), not during the
+// push that completed it. `SileroStream.accept()` returns the verdicts that came back since the
+// previous call.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as Ort from 'onnxruntime-node';
+import { OnnxModel } from './onnx-model.ts';
 
 /** Silero v5 as shipped in @ricky0123/vad-web 0.0.31 (see README.md here): 8 and 16 kHz, input `sr`. */
 export const SILERO_V5_MODEL = fileURLToPath(new URL('./silero_vad_v5.onnx', import.meta.url));
@@ -35,6 +36,8 @@ const WINDOW = 512;
 const CONTEXT = 64; // v5 inputs are the window plus this much of the audio before it
 const INPUT = WINDOW + CONTEXT;
 const STATE = 2 * 128; // [2, batch, 128] per batch: two layers of 128 per stream
+/** A verdict later than a window's own length would fall behind the audio. */
+const MAX_BATCH_WINDOW_MS = 32;
 /** Speech continues while a window stays above threshold - this (Silero's own "neg_threshold"). */
 const RELEASE_MARGIN = 0.15;
 
@@ -53,6 +56,13 @@ export interface SileroVadOptions {
   maxBatch: number;
   /** Windows a stream may have waiting; beyond it the oldest are dropped (counted), as late verdicts are useless. */
   maxQueuedWindows: number;
+  /**
+   * How long a completed window may wait for the windows of other sessions to join its run (ms).
+   * 0: the run starts right after the task that completed it. Sessions' windows complete at
+   * different times (each session's packets arrive on its own clock), so without a wait most runs
+   * hold one or two windows, and a run's fixed cost is most of its cost (README.md here).
+   */
+  batchWindowMs: number;
 }
 
 export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
@@ -62,14 +72,9 @@ export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
   maxStreams: 2000,
   maxBatch: 128,
   maxQueuedWindows: 4,
+  batchWindowMs: 0,
 };
 
-let ort: typeof Ort | undefined;
-// Loaded on first use: the addon maps onnxruntime (~20 MB of code) into the process.
-function loadOrt(): typeof Ort {
-  ort ??= createRequire(import.meta.url)('onnxruntime-node') as typeof Ort;
-  return ort;
-}
 
 /** One session's view of the worker's Silero: its recurrent state, context, and verdicts. */
 export class SileroStream {
@@ -77,17 +82,12 @@ export class SileroStream {
   /** Context (64 samples) then the window being filled. */
   readonly #buffer = new Float32Array(INPUT);
   #fill = 0;
-  /** Windows waiting for a run, oldest first; the first is in the running batch when `headInFlight`. */
+  /** Windows waiting for a run, oldest first (one per run: each needs the state the one before left). */
   readonly queue: Float32Array[] = [];
-  /** A run holds this stream (its verdict is to come). */
-  inFlight = false;
-  headInFlight = false;
   readonly state = new Float32Array(STATE);
   #speech = false;
   #verdict: boolean | null = null;
   #windows = 0;
-  /** Bumped by reset(): verdicts of windows from before it are dropped. */
-  generation = 0;
   probability = 0;
 
   constructor(vad: SileroVad) {
@@ -124,9 +124,7 @@ export class SileroStream {
 
   /** Forgets the audio, the recurrent state and any verdict still to come. */
   reset(): void {
-    this.generation++;
     this.queue.length = 0;
-    this.headInFlight = false;
     this.state.fill(0);
     this.#buffer.fill(0);
     this.#fill = 0;
@@ -146,49 +144,49 @@ export class SileroStream {
 /** Per-thread Silero: one onnxruntime session, batched runs. Create one per media worker with `load()`. */
 export class SileroVad {
   readonly options: SileroVadOptions;
-  readonly #session: Ort.InferenceSession;
-  readonly #ort: typeof Ort;
+  readonly #model: OnnxModel;
   /** The original two-rate model wants `sr`; the 16 kHz one does not. */
   readonly #takesSampleRate: boolean;
   readonly #streams = new Set<SileroStream>();
-  /** Streams with a window waiting and none in flight, in submission order. */
+  /** Streams with a window waiting, in submission order. */
   readonly #ready = new Set<SileroStream>();
-  #running = false;
   #scheduled = false;
+  /** When the oldest window now waiting for a run was submitted (performance.now()). */
+  #firstReadyAt: number | null = null;
+  /** The timer of a run that waits for more windows (batchWindowMs). */
+  #waiting: NodeJS.Timeout | null = null;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
-  readonly #stats = { runs: 0, windows: 0, maxBatch: 0, droppedWindows: 0, errors: 0, exhausted: 0, peakStreams: 0 };
+  readonly #stats = { runs: 0, windows: 0, maxBatch: 0, droppedWindows: 0, errors: 0, exhausted: 0, peakStreams: 0, runMs: 0 };
   lastError: string | null = null;
 
-  private constructor(session: Ort.InferenceSession, runtime: typeof Ort, options: SileroVadOptions) {
-    this.#session = session;
-    this.#takesSampleRate = session.inputNames.includes('sr');
-    this.#ort = runtime;
+  private constructor(model: OnnxModel, options: SileroVadOptions) {
+    this.#model = model;
+    this.#takesSampleRate = model.inputNames.includes('sr');
     this.options = options;
   }
 
   static async load(options: Partial<SileroVadOptions> = {}): Promise<SileroVad> {
     const o = { ...DEFAULT_SILERO_VAD_OPTIONS, ...options };
     if (!(o.threshold > RELEASE_MARGIN && o.threshold < 1)) throw new RangeError(`threshold must be in (${RELEASE_MARGIN}, 1)`);
-    for (const key of ['maxStreams', 'maxBatch', 'maxQueuedWindows'] as const) {
-      const least = key === 'maxStreams' ? 0 : 1; // 0 streams: every session judged by energy
+    for (const key of ['maxStreams', 'maxBatch', 'maxQueuedWindows', 'batchWindowMs'] as const) {
+      const least = key === 'maxStreams' || key === 'batchWindowMs' ? 0 : 1; // 0 streams: every session judged by energy
       if (!(Number.isInteger(o[key]) && o[key] >= least)) throw new RangeError(`${key} must be an integer >= ${least}`);
     }
-    const model = readModel(o.modelPath, o.modelSha256);
-    const runtime = loadOrt();
+    if (o.batchWindowMs > MAX_BATCH_WINDOW_MS) throw new RangeError(`batchWindowMs must be at most ${MAX_BATCH_WINDOW_MS}`);
     // One thread: the media workers already take a core each, and batches are small.
-    const session = await runtime.InferenceSession.create(model, {
+    const model = OnnxModel.load(readModel(o.modelPath, o.modelSha256), {
       intraOpNumThreads: 1,
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
     });
-    const missing = ['input', 'state'].filter((name) => !session.inputNames.includes(name));
-    if (missing.length > 0 || !session.outputNames.includes('output') || !session.outputNames.includes('stateN')) {
-      await session.release();
-      throw new Error(`${o.modelPath} is not a Silero v5 model (inputs ${session.inputNames.join(', ')})`);
+    const missing = ['input', 'state'].filter((name) => !model.inputNames.includes(name));
+    if (missing.length > 0 || !model.outputNames.includes('output') || !model.outputNames.includes('stateN')) {
+      model.dispose();
+      throw new Error(`${o.modelPath} is not a Silero v5 model (inputs ${model.inputNames.join(', ')})`);
     }
-    return new SileroVad(session, runtime, o);
+    return new SileroVad(model, o);
   }
 
   /** A fresh stream, or null when `maxStreams` are out (the caller judges by energy). */
@@ -212,7 +210,7 @@ export class SileroVad {
 
   /** Resolves once no window is waiting or running (tests; the end of a benchmark). */
   idle(): Promise<void> {
-    if (!this.#running && !this.#scheduled) return Promise.resolve();
+    if (!this.#scheduled) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -223,7 +221,7 @@ export class SileroVad {
     this.#streams.clear();
     this.#ready.clear();
     await this.idle();
-    await this.#session.release();
+    this.#model.dispose();
   }
 
   toJSON() {
@@ -234,57 +232,69 @@ export class SileroVad {
   submit(stream: SileroStream, window: Float32Array): void {
     if (this.#closed || !this.#streams.has(stream)) return;
     stream.queue.push(window);
-    const head = stream.headInFlight ? 1 : 0;
-    if (stream.queue.length - head > this.options.maxQueuedWindows) {
-      stream.queue.splice(head, 1);
+    if (stream.queue.length > this.options.maxQueuedWindows) {
+      stream.queue.shift();
       this.#stats.droppedWindows++;
     }
-    if (!stream.inFlight) this.#ready.add(stream);
+    this.#ready.add(stream);
     this.#schedule();
   }
 
-  // The run starts after the current task: windows that complete in the same poll of the worker
-  // (one per session whose frame was due) go into one batch.
-  #schedule(): void {
-    if (this.#scheduled || this.#running || this.#ready.size === 0) return;
-    this.#scheduled = true;
-    setImmediate(() => {
+  // The run starts after the current task, so windows that complete in the same poll of the worker
+  // (one per session whose frame was due) go into one batch; with `batchWindowMs`, once the first
+  // window waiting has waited that long, so the windows of the polls in between join it. Windows
+  // left over by a run (maxBatch, or a stream's next window) wait no further.
+  #schedule(leftOver = false): void {
+    if (this.#ready.size === 0) return;
+    const full = this.#ready.size >= this.options.maxBatch;
+    if (this.#waiting && full) {
+      clearTimeout(this.#waiting);
+      this.#waiting = null;
       this.#scheduled = false;
-      void this.#run();
-    });
+    }
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    const start = () => {
+      this.#scheduled = false;
+      this.#waiting = null;
+      this.#firstReadyAt = null;
+      this.#run();
+    };
+    this.#firstReadyAt ??= performance.now();
+    const wait = leftOver || full ? 0 : this.#firstReadyAt + this.options.batchWindowMs - performance.now();
+    if (wait >= 1) this.#waiting = setTimeout(start, wait);
+    else setImmediate(start);
   }
 
-  async #run(): Promise<void> {
-    const batch: { stream: SileroStream; generation: number }[] = [];
+  // Synchronous: onnxruntime runs on this thread either way (onnx-model.ts).
+  #run(): void {
+    const batch: SileroStream[] = [];
     for (const stream of this.#ready) {
       if (batch.length >= this.options.maxBatch) break;
       this.#ready.delete(stream);
-      stream.inFlight = true;
-      stream.headInFlight = true;
-      batch.push({ stream, generation: stream.generation });
+      batch.push(stream);
     }
     if (batch.length === 0 || this.#closed) return this.#settled();
-    this.#running = true;
     const size = batch.length;
     const input = new Float32Array(size * INPUT);
     const state = new Float32Array(size * STATE);
-    batch.forEach(({ stream }, b) => {
+    batch.forEach((stream, b) => {
       input.set(stream.queue[0]!, b * INPUT);
       state.set(stream.state.subarray(0, 128), b * 128);
       state.set(stream.state.subarray(128), (size + b) * 128);
     });
-    const T = this.#ort.Tensor;
+    const T = this.#model.Tensor;
+    const feeds: Record<string, Ort.Tensor> = {
+      input: new T('float32', input, [size, INPUT]),
+      state: new T('float32', state, [2, size, 128]),
+    };
+    if (this.#takesSampleRate) feeds.sr = new T('int64', BigInt64Array.of(BigInt(SAMPLE_RATE)), []);
+    const started = performance.now();
     try {
-      const feeds: Record<string, Ort.Tensor> = {
-        input: new T('float32', input, [size, INPUT]),
-        state: new T('float32', state, [2, size, 128]),
-      };
-      if (this.#takesSampleRate) feeds.sr = new T('int64', BigInt64Array.of(BigInt(SAMPLE_RATE)), []);
-      const out = await this.#session.run(feeds);
+      const out = this.#model.run(feeds);
       const probabilities = out.output!.data as Float32Array;
       const next = out.stateN!.data as Float32Array;
-      batch.forEach(({ stream, generation }, b) => {
-        if (generation !== stream.generation) return; // reset while it ran
+      batch.forEach((stream, b) => {
         stream.state.set(next.subarray(b * 128, (b + 1) * 128), 0);
         stream.state.set(next.subarray((size + b) * 128, (size + b + 1) * 128), 128);
         stream.settle(probabilities[b]!, this.options.threshold);
@@ -297,19 +307,17 @@ export class SileroVad {
       this.#stats.errors++;
       this.lastError = (error as Error).message;
     }
-    this.#running = false;
-    for (const { stream } of batch) {
-      stream.inFlight = false;
-      if (stream.headInFlight) stream.queue.shift(); // not after a reset: the queue is all newer
-      stream.headInFlight = false;
-      if (stream.queue.length > 0 && this.#streams.has(stream)) this.#ready.add(stream);
+    this.#stats.runMs += performance.now() - started;
+    for (const stream of batch) {
+      stream.queue.shift();
+      if (stream.queue.length > 0) this.#ready.add(stream);
     }
-    if (this.#ready.size > 0 && !this.#closed) this.#schedule();
+    if (this.#ready.size > 0 && !this.#closed) this.#schedule(true);
     else this.#settled();
   }
 
   #settled(): void {
-    if (this.#running || this.#scheduled) return;
+    if (this.#scheduled) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 }

@@ -51,6 +51,8 @@ export interface VadTotals {
   droppedWindows: number;
   /** Runs that failed (their windows got no verdict). */
   errors: number;
+  /** Time spent in onnxruntime's runs, ms (on the worker's thread: its CPU, barring preemption). */
+  runMs: number;
 }
 
 /** Counter totals now minus the totals of the last report: what to report as this interval's deltas. */
@@ -60,7 +62,7 @@ export function subtractTotals<T extends { [K in keyof T]: number }>(now: T, bef
   return out;
 }
 
-export const emptyVadTotals = (): VadTotals => ({ windows: 0, runs: 0, droppedWindows: 0, errors: 0 });
+export const emptyVadTotals = (): VadTotals => ({ windows: 0, runs: 0, droppedWindows: 0, errors: 0, runMs: 0 });
 
 export const emptyTotals = (): PacketTotals => ({
   received: 0, lost: 0, concealed: 0, fecRecovered: 0, late: 0, duplicates: 0, overflowDrops: 0,

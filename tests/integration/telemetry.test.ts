@@ -125,6 +125,9 @@ describe('OpenTelemetry export', () => {
       assert.ok(total(METRIC.vadRuns) > 0 && total(METRIC.vadRuns) <= total(METRIC.vadWindows), 'runs of at least one window');
       assert.equal(total(METRIC.vadDroppedWindows), 0);
       assert.equal(total(METRIC.vadErrors), 0);
+      // Each run takes some time, and a second of runs for a 1 s question would be far too slow.
+      assert.ok(total(METRIC.vadRunTime) > 0 && total(METRIC.vadRunTime) < 1, `${total(METRIC.vadRunTime)} s in Silero runs`);
+      assert.equal(receiver.latest(METRIC.vadRunTime)!.unit, 's');
       assert.ok(receiver.latest(METRIC.vadWindows)!.points.every((p) => typeof p.attributes['voice.worker'] === 'number'), 'per worker');
       // The exported STT latency is the turn's own end of turn -> final transcript.
       const sttSum = receiver.latest(METRIC.sttLatency)!.points.reduce((s, p) => s + (p.sum ?? 0), 0);

@@ -255,6 +255,31 @@ describe('SileroVad', () => {
     await assert.rejects(SileroVad.load({ threshold: 1 }), RangeError);
     await assert.rejects(SileroVad.load({ threshold: 0.1 }), RangeError);
     await assert.rejects(SileroVad.load({ maxBatch: 0 }), RangeError);
+    await assert.rejects(SileroVad.load({ batchWindowMs: 33 }), RangeError);
+    await assert.rejects(SileroVad.load({ batchWindowMs: -1 }), RangeError);
+  });
+
+  it('with batchWindowMs, windows completed in different tasks share a run; without it, they do not', async () => {
+    const runsOfTwo = async (batchWindowMs: number) => {
+      const vad = await SileroVad.load({ batchWindowMs });
+      const [a, b] = [vad.acquire()!, vad.acquire()!];
+      a.accept(speechFrames[firstLoud]!);
+      a.accept(speechFrames[firstLoud + 1]!); // a's first window is complete
+      await new Promise((resolve) => setImmediate(resolve)); // the next task: a run without a wait has begun
+      b.accept(speechFrames[firstLoud]!);
+      b.accept(speechFrames[firstLoud + 1]!);
+      await vad.idle();
+      const verdicts = [a.accept(new Int16Array(0)), b.accept(new Int16Array(0))];
+      const { runs, windows, maxBatch } = vad.toJSON();
+      await vad.close();
+      return { runs, windows, maxBatch, verdicts };
+    };
+    const apart = await runsOfTwo(0);
+    assert.deepEqual([apart.runs, apart.windows, apart.maxBatch], [2, 2, 1]);
+    const together = await runsOfTwo(30);
+    assert.deepEqual([together.runs, together.windows, together.maxBatch], [1, 2, 2]);
+    assert.deepEqual(together.verdicts, apart.verdicts, 'the same verdicts either way');
+    assert.ok(together.verdicts.every((v) => typeof v === 'boolean'));
   });
 
   it('gives at most maxStreams; a verdict comes back after its window ran; a released stream forgets', async () => {
