@@ -2,7 +2,7 @@
 // with VAD gating <= 3 ms, and the largest number of concurrent talking sessions that keeps
 // event-loop lag p99 <= 20 ms in every thread). Run by run.ts after the echo steps, on the same
 // server: the clients join in `stt_tts` mode, so every frame goes through the listening pipeline
-// (energy pre-gate + pooled Silero VAD, echo guard, turn detector). At BENCH_PIPELINE_SESSIONS, three
+// (energy pre-gate + batched Silero VAD, echo guard, turn detector). At BENCH_PIPELINE_SESSIONS, three
 // steps: "talking" and "silent" clients in stt_tts mode, and a "baseline" of silent clients in echo
 // mode (receive, decode, energy endpointing: the foundation). Pipeline CPU = stt_tts row - baseline.
 //
@@ -235,7 +235,7 @@ export async function runAnsweringStep(
 
 /**
  * Talking clients settle for at least one loop (`loopMs`), so that every client has opened its VAD
- * gate, and each worker's Silero pool has grown (~80 ms stalls), before the window.
+ * gate and holds a Silero stream, before the window.
  */
 function pipelineStepOptions(base: StepOptions, p: PipelineOptions, loopMs: number): StepOptions {
   return { ...base, durationS: p.durationS, quietWaitS: p.quietWaitS, settleS: Math.max(base.settleS, Math.ceil(loopMs / 1000) + 1) };

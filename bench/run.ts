@@ -238,7 +238,7 @@ async function main(): Promise<number> {
       '  baseline: the silent clients in echo mode (the foundation); answering: local STT -> rule agent -> flite TTS on a server of its own, for comparison');
     log(formatPipelineTable(pipelineResult, server.mediaWorkers));
     log('  "*": lag p99 above 20 ms. "!": the load generator fell behind, the box was saturated, or other processes disturbed the window (as for the echo table).\n' +
-      '  energy-only VAD (est.): share of the frames that want Silero judged by energy alone because the worker\'s pool is full.');
+      '  energy-only VAD (est.): share of the frames that want Silero judged by energy alone because the worker has no Silero stream left to give (2000 each).');
     log(`\nTargets (issue: listening pipeline under load)\n${formatPipelineChecks(pipelineResult)}`);
     log(formatSearch(pipelineResult));
     log(`  STT stub answered ${pipelineResult.sttStub.requests} turn uploads (${(pipelineResult.sttStub.uploadBytes / MB).toFixed(1)} MB)` +
