@@ -4,22 +4,27 @@
 Why. The shipped Silero v5 graph is a TorchScript export that keeps Python's control flow: an `If`
 on the sample rate (16 kHz / 8 kHz branches with their own weights), then `If`s that squeeze a
 dimension when it is 1 and that handle unbatched input, and ~60 shape nodes (Shape, Gather, Equal,
-Unsqueeze, Identity) around ~10 nodes of arithmetic. onnxruntime runs each node with a fixed cost;
+Unsqueeze, Identity) around ~15 nodes of arithmetic. onnxruntime runs each node with a fixed cost;
 for one 32 ms window they cost more than the arithmetic (measured: media/vad/README.md).
+And its convolutions slide over only 4, 2 or 1 time steps: onnxruntime turns each into a matrix
+product whose narrow side is the time steps, which fills 4, 2 or 1 of the 16 lanes of the
+AVX-512 matrix kernel. Written as a matrix product over [batch x time, channels], the wide side
+is the channels (64 to 258) and the batch adds rows: a window costs far less in a batch.
 
-What. The same arithmetic, written as a plain graph for 16 kHz and 2-D input, with the 16 kHz
-branch's weights unchanged (the LSTM weights are reordered from PyTorch's gate order i,f,g,o to
-ONNX's i,o,f,c, as the original graph does at run time):
+What. The same arithmetic, for 16 kHz and 2-D input, with the 16 kHz branch's weights unchanged
+in value (transposed and reordered only), in time-major rows:
 
-  input [B, 576] --Pad (reflect, 64 on the right)--> [B, 640] --Unsqueeze--> [B, 1, 640]
-  --Conv (STFT basis, 258 x 256, stride 128)--> [B, 258, 4] --square, sum real and imaginary,
-  sqrt--> [B, 129, 4] --4 x (Conv + Relu)--> [B, 128, 1] --Reshape--> [1, B, 128]
-  --LSTM (h, c from state [2, B, 128])--> h', c' --Concat--> stateN [2, B, 128]
+  input [B, 576] --Pad (reflect, 64 on the right)--> [B, 640] --5 hops of 128, frames = pairs of
+  hops--> [B, 4, 256] --MatMul (the STFT basis: periodic Hann x DFT, 256 -> 129 real + 129
+  imaginary)--> [B, 4, 258] --square, sum real and imaginary, sqrt--> [B, 4, 129]
+  --4 x conv as (Pad time, Gather the taps, MatMul, Add bias, Relu)--> [B, 1, 128]
+  --Reshape--> [1, B, 128] --LSTM (h, c from state [2, B, 128])--> h', c' --Concat--> stateN
   h' --Relu, Gemm (128 -> 1), Sigmoid--> output [B, 1]
 
-Inputs `input` and `state`, outputs `output` and `stateN`, as the original, without `sr`.
-tests/unit/media/silero-16k.test.ts checks with onnxruntime-node that both models give the same
-probabilities and states on speech and noise, window after window.
+The LSTM weights are reordered from PyTorch's gate order i,f,g,o to ONNX's i,o,f,c, as the
+original graph does at run time. Inputs `input` and `state`, outputs `output` and `stateN`, as the
+original, without `sr`. tests/unit/media/voice-activity.test.ts checks with onnxruntime-node that
+both models give the same probabilities on speech, noise, a tone and silence, window after window.
 
 Run (needs Debian's python3-onnx and python3-numpy; not needed to build or run the server):
   python3 scripts/silero-16k.py [source.onnx] [derived.onnx]
@@ -63,16 +68,39 @@ def ifgo_to_iofc(matrix):
     return np.concatenate([i, o, f, g], axis=0)
 
 
+def conv_as_matmul(nodes, inits, x, t_in, weight, bias, attributes, name):
+    """Conv1d over [B, T, C] (time-major rows) as Pad + Gather (im2col) + MatMul + Add."""
+    out_ch, in_ch, k = weight.shape
+    (pad_l, pad_r), stride = attributes['pads'], attributes['strides'][0]
+    t_out = (t_in + pad_l + pad_r - k) // stride + 1
+    idx = np.array([[t * stride + j for j in range(k)] for t in range(t_out)], dtype=np.int64)
+    inits += [numpy_helper.from_array(np.array([0, pad_l, 0, 0, pad_r, 0], dtype=np.int64), f'{name}_pads'),
+              numpy_helper.from_array(idx, f'{name}_taps'),
+              numpy_helper.from_array(np.array([0, t_out, k * in_ch], dtype=np.int64), f'{name}_rows'),
+              numpy_helper.from_array(weight.transpose(2, 1, 0).reshape(k * in_ch, out_ch).copy(), f'{name}_w'),
+              numpy_helper.from_array(bias, f'{name}_b')]
+    nodes += [helper.make_node('Pad', [x, f'{name}_pads'], [f'{name}_padded']),
+              helper.make_node('Gather', [f'{name}_padded', f'{name}_taps'], [f'{name}_cols'], axis=1),
+              helper.make_node('Reshape', [f'{name}_cols', f'{name}_rows'], [f'{name}_im2col']),
+              helper.make_node('MatMul', [f'{name}_im2col', f'{name}_w'], [f'{name}_mm']),
+              helper.make_node('Add', [f'{name}_mm', f'{name}_b'], [f'{name}_out'])]
+    return f'{name}_out', t_out
+
+
 def main():
     source = onnx.load(SOURCE)
     branch = sixteen_k_branch(source)
     w = weights(branch)
     hidden = 128
-    initializers = [
+    basis = w['stft.forward_basis_buffer'][:, 0, :]  # [258, 256]
+    inits = [
         numpy_helper.from_array(np.array([0, 0, 0, 64], dtype=np.int64), 'pads'),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), 'axis1'),
-        numpy_helper.from_array(w['stft.forward_basis_buffer'], 'stft_basis'),
-        numpy_helper.from_array(np.array([0, 2, 129, -1], dtype=np.int64), 'split_complex'),
+        numpy_helper.from_array(np.array([0, 5, 128], dtype=np.int64), 'as_hops'),
+        numpy_helper.from_array(np.array([[0, 1], [1, 2], [2, 3], [3, 4]], dtype=np.int64), 'frame_hops'),
+        numpy_helper.from_array(np.array([0, 4, 256], dtype=np.int64), 'as_frames'),
+        numpy_helper.from_array(basis.T.copy(), 'stft_basis'),
+        numpy_helper.from_array(np.array([0, 4, 2, 129], dtype=np.int64), 'split_complex'),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), 'axis2'),
         numpy_helper.from_array(np.array([1, -1, hidden], dtype=np.int64), 'as_sequence'),
         numpy_helper.from_array(np.array([-1, hidden], dtype=np.int64), 'as_rows'),
         numpy_helper.from_array(ifgo_to_iofc(w['decoder.rnn.weight_ih'])[None], 'lstm_w'),
@@ -84,22 +112,23 @@ def main():
     ]
     nodes = [
         helper.make_node('Pad', ['input', 'pads'], ['padded'], mode='reflect'),
-        helper.make_node('Unsqueeze', ['padded', 'axis1'], ['signal']),
-        helper.make_node('Conv', ['signal', 'stft_basis'], ['spectrum'], **conv_attributes(branch, '/stft/Conv_output_0')),
+        helper.make_node('Reshape', ['padded', 'as_hops'], ['hops']),
+        helper.make_node('Gather', ['hops', 'frame_hops'], ['frame_parts'], axis=1),
+        helper.make_node('Reshape', ['frame_parts', 'as_frames'], ['frames']),
+        helper.make_node('MatMul', ['frames', 'stft_basis'], ['spectrum']),
         helper.make_node('Mul', ['spectrum', 'spectrum'], ['power_parts']),
         helper.make_node('Reshape', ['power_parts', 'split_complex'], ['power_pairs']),
-        helper.make_node('ReduceSum', ['power_pairs', 'axis1'], ['power'], keepdims=0),
+        helper.make_node('ReduceSum', ['power_pairs', 'axis2'], ['power'], keepdims=0),
         helper.make_node('Sqrt', ['power'], ['magnitude']),
     ]
-    features = 'magnitude'
+    features, t = 'magnitude', 4
     for layer in range(4):
         name = f'encoder.{layer}.reparam_conv'
-        initializers += [numpy_helper.from_array(w[f'{name}.weight'], f'{name}.weight'),
-                         numpy_helper.from_array(w[f'{name}.bias'], f'{name}.bias')]
         attributes = conv_attributes(branch, f'/encoder/{layer}/reparam_conv/Conv_output_0')
-        nodes += [helper.make_node('Conv', [features, f'{name}.weight', f'{name}.bias'], [f'encoder{layer}'], **attributes),
-                  helper.make_node('Relu', [f'encoder{layer}'], [f'encoder{layer}_relu'])]
+        out, t = conv_as_matmul(nodes, inits, features, t, w[f'{name}.weight'], w[f'{name}.bias'], attributes, f'encoder{layer}')
+        nodes.append(helper.make_node('Relu', [out], [f'encoder{layer}_relu']))
         features = f'encoder{layer}_relu'
+    assert t == 1
     nodes += [
         helper.make_node('Reshape', [features, 'as_sequence'], ['sequence']),
         helper.make_node('Split', ['state'], ['h0', 'c0'], axis=0),
@@ -116,7 +145,7 @@ def main():
          helper.make_tensor_value_info('state', TensorProto.FLOAT, [2, 'batch', hidden])],
         [helper.make_tensor_value_info('output', TensorProto.FLOAT, ['batch', 1]),
          helper.make_tensor_value_info('stateN', TensorProto.FLOAT, [2, 'batch', hidden])],
-        initializers)
+        inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 16)], producer_name='scripts/silero-16k.py')
     model.ir_version = 8
     onnx.checker.check_model(model)

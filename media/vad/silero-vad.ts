@@ -1,13 +1,13 @@
 // Silero VAD v5 through onnxruntime-node: one model per media worker thread, run in batches over
 // the windows of all its sessions.
 //
-// Why batches. Run one session at a time, Silero costs ~100 us per 32 ms window with warm caches,
-// but 250-430 us in a busy media worker, where werift, Opus and V8 have pushed the model's weights
-// out of the cache between two windows (measured here: bench/pipeline.ts under perf, and
-// in-process with a cache-thrashing loop between windows). One run over B windows loads the
-// weights once: ~650 us for 10 windows and ~2.4 ms for 50 with cold caches, i.e. 65 and 48 us a
-// window. A session holds only its recurrent state (2 x 128 floats) and 64 samples of context, so
-// there is no instance pool and no cap from memory: every talking session gets Silero.
+// Why batches. A run has a large fixed cost (~290 us for one window in-process with cold caches),
+// and in a busy media worker werift, Opus and V8 push the model's weights out of the cache between
+// two runs; one run over B windows loads them once and, with the 16 kHz graph (its convolutions
+// are matrix products over [batch x time] rows), costs ~96 us a window in runs of 4 and ~51 in
+// runs of 16 (media/vad/README.md). A session holds only its recurrent state (2 x 128 floats) and
+// 64 samples of context, so there is no instance pool and no cap from memory: every talking
+// session gets Silero.
 //
 // The price is delay: a batch runs (synchronously, on this thread: onnx-model.ts) in a later task
 // than the one in which its first window completed - the next one, or `batchWindowMs` later - so a
@@ -26,10 +26,11 @@ export const SILERO_V5_SHA256 = '2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef
 /**
  * The same network for 16 kHz only, as a plain graph (scripts/silero-16k.py): the default. The
  * original's sample-rate and shape `If`s and their ~60 shape nodes cost more per run than the
- * arithmetic (README.md here); the weights are the same and so are the verdicts (tested).
+ * arithmetic, and its convolutions leave most of the matrix kernel's lanes idle (README.md here);
+ * the weights are the same and so are the verdicts (tested).
  */
 export const SILERO_V5_16K_MODEL = fileURLToPath(new URL('./silero_vad_v5_16k.onnx', import.meta.url));
-export const SILERO_V5_16K_SHA256 = 'b7a7982bae0a0cfc5736b7c23f21f18453e780c7583e0548a6b3e029c81187b2';
+export const SILERO_V5_16K_SHA256 = '438151514ce55f56480e0aa510da7c933b1358f997226dd2e8d4a3f64ac8a534';
 
 const SAMPLE_RATE = 16000;
 const WINDOW = 512;
@@ -220,6 +221,13 @@ export class SileroVad {
     for (const stream of this.#streams) stream.reset();
     this.#streams.clear();
     this.#ready.clear();
+    if (this.#waiting) {
+      // Nothing is left to run: no need to wait out batchWindowMs.
+      clearTimeout(this.#waiting);
+      this.#waiting = null;
+      this.#scheduled = false;
+      this.#settled();
+    }
     await this.idle();
     this.#model.dispose();
   }
