@@ -15,10 +15,11 @@ What. The same arithmetic, for 16 kHz and 2-D input, with the 16 kHz branch's we
 in value (transposed and reordered only), in time-major rows:
 
   input [B, 576] --Pad (reflect, 64 on the right)--> [B, 640] --5 hops of 128, frames = pairs of
-  hops--> [B, 4, 256] --MatMul (the STFT basis: periodic Hann x DFT, 256 -> 129 real + 129
-  imaginary)--> [B, 4, 258] --square, sum real and imaginary, sqrt--> [B, 4, 129]
-  --4 x conv as (Pad time, Gather the taps, MatMul, Add bias, Relu)--> [B, 1, 128]
-  --Reshape--> [1, B, 128] --LSTM (h, c from state [2, B, 128])--> h', c' --Concat--> stateN
+  hops--> [B x 4, 256] --MatMul (the STFT basis: periodic Hann x DFT, 256 -> 129 real + 129
+  imaginary)--> [B x 4, 258] --square, sum real and imaginary, sqrt--> [B x 4, 129]
+  --4 x conv as (Pad time, Gather the taps, Gemm, Relu; taps that read only padding left out,
+  and with them Pad and Gather in the last two)--> [B, 128] --Reshape--> [1, B, 128]
+  --LSTM (h, c from state [2, B, 128])--> h', c' --Concat--> stateN
   h' --Relu, Gemm (128 -> 1), Sigmoid--> output [B, 1]
 
 The LSTM weights are reordered from PyTorch's gate order i,f,g,o to ONNX's i,o,f,c, as the
@@ -68,22 +69,39 @@ def ifgo_to_iofc(matrix):
     return np.concatenate([i, o, f, g], axis=0)
 
 
-def conv_as_matmul(nodes, inits, x, t_in, weight, bias, attributes, name):
-    """Conv1d over [B, T, C] (time-major rows) as Pad + Gather (im2col) + MatMul + Add."""
+def conv_as_gemm(nodes, inits, rows, t_in, weight, bias, attributes, name):
+    """Conv1d + Relu as a matrix product. `rows` is [B x t_in, C] (time-major rows); returns [B x t_out, C_out].
+
+    Taps that fall only on the zero padding are left out, and with them the Pad and Gather when
+    what is left reads the input as it is (the last two layers: 2 -> 1 and 1 -> 1 time steps).
+    """
     out_ch, in_ch, k = weight.shape
     (pad_l, pad_r), stride = attributes['pads'], attributes['strides'][0]
     t_out = (t_in + pad_l + pad_r - k) // stride + 1
-    idx = np.array([[t * stride + j for j in range(k)] for t in range(t_out)], dtype=np.int64)
-    inits += [numpy_helper.from_array(np.array([0, pad_l, 0, 0, pad_r, 0], dtype=np.int64), f'{name}_pads'),
-              numpy_helper.from_array(idx, f'{name}_taps'),
-              numpy_helper.from_array(np.array([0, t_out, k * in_ch], dtype=np.int64), f'{name}_rows'),
-              numpy_helper.from_array(weight.transpose(2, 1, 0).reshape(k * in_ch, out_ch).copy(), f'{name}_w'),
-              numpy_helper.from_array(bias, f'{name}_b')]
-    nodes += [helper.make_node('Pad', [x, f'{name}_pads'], [f'{name}_padded']),
-              helper.make_node('Gather', [f'{name}_padded', f'{name}_taps'], [f'{name}_cols'], axis=1),
-              helper.make_node('Reshape', [f'{name}_cols', f'{name}_rows'], [f'{name}_im2col']),
-              helper.make_node('MatMul', [f'{name}_im2col', f'{name}_w'], [f'{name}_mm']),
-              helper.make_node('Add', [f'{name}_mm', f'{name}_b'], [f'{name}_out'])]
+    source = np.array([[t * stride + j - pad_l for j in range(k)] for t in range(t_out)])  # input step per tap, <0 or >=t_in: padding
+    taps = [j for j in range(k) if ((source[:, j] >= 0) & (source[:, j] < t_in)).any()]
+    source = source[:, taps]
+    left, right = max(0, -source.min()), max(0, source.max() - (t_in - 1))
+    columns = weight[:, :, taps].transpose(2, 1, 0).reshape(len(taps) * in_ch, out_ch)
+    inits += [numpy_helper.from_array(np.ascontiguousarray(columns), f'{name}_w'), numpy_helper.from_array(bias, f'{name}_b')]
+    x = rows
+    if left or right or not np.array_equal(source.flatten(), np.arange(t_in)):
+        inits += [numpy_helper.from_array(np.array([-1, t_in, in_ch], dtype=np.int64), f'{name}_steps_shape'),
+                  numpy_helper.from_array((source + left).astype(np.int64), f'{name}_taps')]
+        nodes.append(helper.make_node('Reshape', [x, f'{name}_steps_shape'], [f'{name}_steps']))
+        x = f'{name}_steps'
+        if left or right:
+            inits.append(numpy_helper.from_array(np.array([0, left, 0, 0, right, 0], dtype=np.int64), f'{name}_pads'))
+            nodes.append(helper.make_node('Pad', [x, f'{name}_pads'], [f'{name}_padded']))
+            x = f'{name}_padded'
+        nodes.append(helper.make_node('Gather', [x, f'{name}_taps'], [f'{name}_cols'], axis=1))
+        x = f'{name}_cols'
+    if x != rows or t_in > 1:
+        inits.append(numpy_helper.from_array(np.array([-1, len(taps) * in_ch], dtype=np.int64), f'{name}_im2col_shape'))
+        nodes.append(helper.make_node('Reshape', [x, f'{name}_im2col_shape'], [f'{name}_im2col']))
+        x = f'{name}_im2col'
+    nodes += [helper.make_node('Gemm', [x, f'{name}_w', f'{name}_b'], [f'{name}_linear']),
+              helper.make_node('Relu', [f'{name}_linear'], [f'{name}_out'])]
     return f'{name}_out', t_out
 
 
@@ -97,10 +115,10 @@ def main():
         numpy_helper.from_array(np.array([0, 0, 0, 64], dtype=np.int64), 'pads'),
         numpy_helper.from_array(np.array([0, 5, 128], dtype=np.int64), 'as_hops'),
         numpy_helper.from_array(np.array([[0, 1], [1, 2], [2, 3], [3, 4]], dtype=np.int64), 'frame_hops'),
-        numpy_helper.from_array(np.array([0, 4, 256], dtype=np.int64), 'as_frames'),
+        numpy_helper.from_array(np.array([-1, 256], dtype=np.int64), 'as_frames'),
         numpy_helper.from_array(basis.T.copy(), 'stft_basis'),
-        numpy_helper.from_array(np.array([0, 4, 2, 129], dtype=np.int64), 'split_complex'),
-        numpy_helper.from_array(np.array([2], dtype=np.int64), 'axis2'),
+        numpy_helper.from_array(np.array([-1, 2, 129], dtype=np.int64), 'split_complex'),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), 'axis1'),
         numpy_helper.from_array(np.array([1, -1, hidden], dtype=np.int64), 'as_sequence'),
         numpy_helper.from_array(np.array([-1, hidden], dtype=np.int64), 'as_rows'),
         numpy_helper.from_array(ifgo_to_iofc(w['decoder.rnn.weight_ih'])[None], 'lstm_w'),
@@ -118,16 +136,14 @@ def main():
         helper.make_node('MatMul', ['frames', 'stft_basis'], ['spectrum']),
         helper.make_node('Mul', ['spectrum', 'spectrum'], ['power_parts']),
         helper.make_node('Reshape', ['power_parts', 'split_complex'], ['power_pairs']),
-        helper.make_node('ReduceSum', ['power_pairs', 'axis2'], ['power'], keepdims=0),
+        helper.make_node('ReduceSum', ['power_pairs', 'axis1'], ['power'], keepdims=0),
         helper.make_node('Sqrt', ['power'], ['magnitude']),
     ]
-    features, t = 'magnitude', 4
+    features, t = 'magnitude', 4  # rows: [B x 4 steps, 129 bins]
     for layer in range(4):
         name = f'encoder.{layer}.reparam_conv'
         attributes = conv_attributes(branch, f'/encoder/{layer}/reparam_conv/Conv_output_0')
-        out, t = conv_as_matmul(nodes, inits, features, t, w[f'{name}.weight'], w[f'{name}.bias'], attributes, f'encoder{layer}')
-        nodes.append(helper.make_node('Relu', [out], [f'encoder{layer}_relu']))
-        features = f'encoder{layer}_relu'
+        features, t = conv_as_gemm(nodes, inits, features, t, w[f'{name}.weight'], w[f'{name}.bias'], attributes, f'encoder{layer}')
     assert t == 1
     nodes += [
         helper.make_node('Reshape', [features, 'as_sequence'], ['sequence']),

@@ -1,11 +1,11 @@
 // Silero VAD v5 through onnxruntime-node: one model per media worker thread, run in batches over
 // the windows of all its sessions.
 //
-// Why batches. A run has a large fixed cost (~290 us for one window in-process with cold caches),
+// Why batches. A run has a large fixed cost (~300 us for one window in-process with cold caches),
 // and in a busy media worker werift, Opus and V8 push the model's weights out of the cache between
 // two runs; one run over B windows loads them once and, with the 16 kHz graph (its convolutions
-// are matrix products over [batch x time] rows), costs ~96 us a window in runs of 4 and ~51 in
-// runs of 16 (media/vad/README.md). A session holds only its recurrent state (2 x 128 floats) and
+// are matrix products over [batch x time] rows), costs ~90-135 us a window in runs of 4 and
+// ~35-41 in runs of 16 (media/vad/README.md). A session holds only its recurrent state (2 x 128 floats) and
 // 64 samples of context, so there is no instance pool and no cap from memory: every talking
 // session gets Silero.
 //
@@ -30,7 +30,7 @@ export const SILERO_V5_SHA256 = '2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef
  * the weights are the same and so are the verdicts (tested).
  */
 export const SILERO_V5_16K_MODEL = fileURLToPath(new URL('./silero_vad_v5_16k.onnx', import.meta.url));
-export const SILERO_V5_16K_SHA256 = '438151514ce55f56480e0aa510da7c933b1358f997226dd2e8d4a3f64ac8a534';
+export const SILERO_V5_16K_SHA256 = 'ad58ce0c5b3f8180a727aa9624a131a500ec3ab50bbae25977ca54c08fd62590';
 
 const SAMPLE_RATE = 16000;
 const WINDOW = 512;
