@@ -5,9 +5,9 @@
 // and in a busy media worker werift, Opus and V8 push the model's weights out of the cache between
 // two runs; one run over B windows loads them once and, with the 16 kHz graph (its convolutions
 // are matrix products over [batch x time] rows), costs ~90-135 us a window in runs of 4 and
-// ~35-41 in runs of 16 (media/vad/README.md). A session holds only its recurrent state (2 x 128 floats) and
-// 64 samples of context, so there is no instance pool and no cap from memory: every talking
-// session gets Silero.
+// ~35-41 in runs of 16 (media/vad/README.md). A session holds only its recurrent state
+// (2 x 128 floats) and 64 samples of context, so there is no instance pool and no cap from
+// memory: every talking session gets Silero.
 //
 // The price is delay: a batch runs (synchronously, on this thread: onnx-model.ts) in a later task
 // than the one in which its first window completed - the next one, or `batchWindowMs` later - so a
@@ -75,7 +75,6 @@ export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
   maxQueuedWindows: 4,
   batchWindowMs: 0,
 };
-
 
 /** One session's view of the worker's Silero: its recurrent state, context, and verdicts. */
 export class SileroStream {
