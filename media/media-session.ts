@@ -1,13 +1,15 @@
 // One session's media inside a worker: the peer, the jitter buffer, the decoder, the listening side
 // of the conversation (echo: energy endpointing; agent modes: the listening pipeline), the outbound
-// speech playout, media-loss detection and outbound quality adaptation. The peer can be replaced
-// (full rejoin) without losing the session. What to answer is decided outside media/: a
+// speech playout (encoded and timestamped by AnswerSender, which also adapts its quality to the
+// client's reports), media-loss detection. The peer can be replaced (full rejoin) without losing
+// the session. What to answer is decided outside media/: a
 // conversation listens to `listen` events and fills `playout`.
 import { Peer, type PeerOptions, type InboundRtp, type IceCandidateInit, type PeerConnectionState } from './peer.ts';
 import { JitterBuffer, type JitterOutput } from './jitter-buffer.ts';
-import { OpusFrameDecoder, OpusFrameEncoder } from './opus-codec.ts';
+import { OpusFrameDecoder } from './opus-codec.ts';
 import { SpeechDetector } from './speech-detector.ts';
-import { OutboundQuality, type QualitySnapshot } from './outbound-quality.ts';
+import type { QualitySnapshot } from './outbound-quality.ts';
+import { AnswerSender } from './answer-sender.ts';
 import { TypedEmitter } from './typed-emitter.ts';
 import type { LatencyHistogram } from './latency-histogram.ts';
 import { SpeechPlayout, heardPart, type PlayoutResult } from './speech-playout.ts';
@@ -67,7 +69,6 @@ export type MediaSessionEvents = {
 
 const SAMPLE_RATE = 16000;
 const FRAME_SAMPLES = 320; // 20 ms at 16 kHz
-const RTP_TICKS_PER_FRAME = 960; // 20 ms at 48 kHz
 const MAX_DECODED_SAMPLES = 1920; // 120 ms at 16 kHz, the longest Opus packet
 
 /** Clock pair: `now()` is monotonic ms (performance.now), `wall()` is epoch ms. */
@@ -87,8 +88,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   }
   readonly #peerOptions: PeerOptions;
   #decoder: OpusFrameDecoder | null;
-  #encoder: OpusFrameEncoder | null = null;
-  readonly #quality = new OutboundQuality();
+  readonly #sender = new AnswerSender();
   readonly #detector: SpeechDetector;
   readonly #clock: MediaClock;
   readonly #latency: LatencyHistogram;
@@ -107,10 +107,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   #listening: ListeningPipeline | null = null;
   #playbackStarted = false;
   readonly #captureClock = new CaptureClock();
-  #pausedSending = false;
   #playbackStartedAt = 0;
-  #rtpTimestamp = Math.floor(Math.random() * 0xffffffff);
-  #lastSentAt = 0;
   #speechStartWall = 0;
   #closed = false;
   /** Whether this session's participant is the one the agent (or the echo) listens to. */
@@ -239,25 +236,14 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     const frame = this.playout.nextFrame();
     this.#listening?.sent(frame, now);
     if (!frame) {
-      this.#pausedSending = true;
+      this.#sender.pause(); // an underrun between sentences: the next audio starts a talkspurt
       if (this.playout.drained) this.#stopPlayback(false, false);
       return;
     }
     const first = !this.#playbackStarted;
-    const packet = this.#encoderFor().encode(frame);
-    // A new talkspurt (a new answer, or audio after an underrun between sentences) advances the RTP
-    // clock by the real pause, so the receiver's timing stays true; within one, by one frame.
-    const talkspurt = first || this.#pausedSending;
-    this.#pausedSending = false;
-    if (talkspurt && this.#lastSentAt > 0) {
-      const gapMs = now - this.#lastSentAt;
-      this.#rtpTimestamp = (this.#rtpTimestamp + Math.max(RTP_TICKS_PER_FRAME, Math.round(gapMs * 48))) >>> 0;
-    } else if (!talkspurt) {
-      this.#rtpTimestamp = (this.#rtpTimestamp + RTP_TICKS_PER_FRAME) >>> 0;
-    }
-    this.#lastSentAt = now;
-    this.#peer.sendAudio(packet, this.#rtpTimestamp, talkspurt);
-    this.safeEmit('outbound', packet, this.#rtpTimestamp, talkspurt);
+    const { payload, timestamp, marker } = this.#sender.encode(frame, now);
+    this.#peer.sendAudio(payload, timestamp, marker);
+    this.safeEmit('outbound', payload, timestamp, marker);
     if (first) {
       this.#playbackStarted = true;
       this.#playbackStartedAt = now;
@@ -275,8 +261,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     await this.#peer.close();
     this.#decoder?.free();
     this.#decoder = null;
-    this.#encoder?.free();
-    this.#encoder = null;
+    this.#sender.free();
     this.removeAllListeners();
   }
 
@@ -292,15 +277,11 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       this.safeEmit('connection', state);
     });
     peer.on('receiverreport', (report) => {
-      const changed = this.#quality.onReport(report, this.#clock.now());
-      if (changed && this.#encoder) {
-        this.#encoder.setBitrate(changed.bitrate);
-        this.#encoder.setFec(changed.fec, changed.fecLossPercent);
-      }
+      const quality = this.#sender.onReceiverReport(report, this.#clock.now());
       const jb = this.jitterBuffer.toJSON();
       const expected = jb.received + jb.lost;
       this.safeEmit('quality', {
-        ...this.#quality.snapshot(),
+        ...quality,
         jitterBufferDelayMs: jb.targetDelayMs,
         inboundLossPercent: expected > 0 ? Math.round((jb.lost / expected) * 1000) / 10 : 0,
       });
@@ -315,14 +296,6 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       },
       () => undefined, // a closed peer; a failed offer is retried at the next change
     );
-  }
-
-  #encoderFor(): OpusFrameEncoder {
-    if (!this.#encoder) {
-      const s = this.#quality.settings;
-      this.#encoder = new OpusFrameEncoder({ sampleRate: SAMPLE_RATE, bitrate: s.bitrate, inbandFec: s.fec, packetLossPercent: s.fecLossPercent });
-    }
-    return this.#encoder;
   }
 
   #watchMedia(now: number): void {
@@ -352,6 +325,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       playout.heardText = heardPart(playout.text, heardMs, playout.audioMs);
     }
     this.#playbackStarted = false;
+    this.#sender.pause(); // the next answer starts a talkspurt
     this.#detector.reset();
     this.safeEmit('response', { phase: 'end', at: this.#clock.wall(), audioMs: playout.audioMs, heardMs, interrupted, playout });
   }
