@@ -11,13 +11,18 @@
 # --network host. See docs/operations.md.
 
 FROM node:20-bookworm-slim AS build
+# gcc: Silero's native kernel (scripts/build-native.sh), compiled here and copied with the app.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # patches/ is applied by patch-package in npm's postinstall.
 COPY package.json package-lock.json .npmrc ./
 COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY . .
-RUN npm run build:client \
+RUN bash scripts/build-native.sh \
+ && npm run build:client \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:20-bookworm-slim

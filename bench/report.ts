@@ -51,7 +51,7 @@ export interface StepResult {
    * The server's Silero VAD over the window (worker counters, all workers): windows judged per
    * session-second and windows per batched run. Null when the server reports none (echo mode only).
    */
-  vad: { windows: number; runs: number; windowsPerSessionSecond: number; meanBatch: number | null; runMsPerSessionSecond: number; usPerWindow: number | null } | null;
+  vad: { windows: number; runs: number; windowsPerSessionSecond: number; meanBatch: number | null; runMsPerSessionSecond: number; usPerWindow: number | null; waitMsPerWindow: number | null } | null;
   utterancesEnded: number;
   endpointAlignmentP50Ms: number | null;
   serverPaceWaitP95Ms: number | null;

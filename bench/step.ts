@@ -271,10 +271,11 @@ function conversationFigures(reports: WindowReport[]): ConversationFigures {
 /** The workers' Silero counters between two snapshots; null when no worker reports any. */
 function vadOver(before: WorkerStats[], after: WorkerStats[], sessionSeconds: number): StepResult['vad'] {
   if (!after.some((w) => w.vad)) return null;
-  const count = (workers: WorkerStats[], key: 'windows' | 'runs' | 'runMs') => workers.reduce((s, w) => s + (w.vad?.[key] ?? 0), 0);
+  const count = (workers: WorkerStats[], key: 'windows' | 'runs' | 'runMs' | 'waitMs') => workers.reduce((s, w) => s + (w.vad?.[key] ?? 0), 0);
   const windows = count(after, 'windows') - count(before, 'windows');
   const runs = count(after, 'runs') - count(before, 'runs');
   const runMs = count(after, 'runMs') - count(before, 'runMs');
+  const waitMs = count(after, 'waitMs') - count(before, 'waitMs');
   const perSessionSecond = (x: number) => (sessionSeconds > 0 ? x / sessionSeconds : 0);
   return {
     windows,
@@ -283,6 +284,7 @@ function vadOver(before: WorkerStats[], after: WorkerStats[], sessionSeconds: nu
     meanBatch: runs > 0 ? windows / runs : null,
     runMsPerSessionSecond: perSessionSecond(runMs),
     usPerWindow: windows > 0 ? (runMs * 1000) / windows : null,
+    waitMsPerWindow: windows > 0 ? waitMs / windows : null,
   };
 }
 

@@ -7,10 +7,11 @@
 #   libpocketsphinx3 pocketsphinx-en-us  the local speech-to-text (loaded through koffi) and its
 #               US English model (/usr/share/pocketsphinx/model/en-us)
 #   prometheus  for promtool: the deploy test checks the Prometheus config and runs the alert-rule tests
+#   gcc libc6-dev  to compile Silero's native kernel (scripts/build-native.sh), once per checkout
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(libopus0 libpocketsphinx3 pocketsphinx-en-us chromium prometheus)
+DEBIAN_PACKAGES=(libopus0 libpocketsphinx3 pocketsphinx-en-us chromium prometheus gcc libc6-dev)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -56,6 +57,9 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
 else
   log "node_modules up to date (skipping npm ci)"
 fi
+
+log "building Silero's native kernel"
+bash scripts/build-native.sh </dev/null || die "scripts/build-native.sh failed"
 
 log "building the client bundle"
 npm run --silent build:client </dev/null || die "npm run build:client failed"

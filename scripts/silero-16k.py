@@ -28,7 +28,10 @@ original, without `sr`. tests/unit/media/voice-activity.test.ts checks with onnx
 both models give the same probabilities on speech, noise, a tone and silence, window after window.
 
 Run (needs Debian's python3-onnx and python3-numpy; not needed to build or run the server):
-  python3 scripts/silero-16k.py [source.onnx] [derived.onnx]
+  python3 scripts/silero-16k.py [source.onnx] [derived.onnx] [derived.weights]
+
+It also writes the derived model's weights as one flat file, silero_vad_v5_16k.weights, for the
+native kernel (media/vad/native/silero_vad.c; layout in write_weights below).
 """
 import sys
 
@@ -38,6 +41,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 SOURCE = sys.argv[1] if len(sys.argv) > 1 else 'media/vad/silero_vad_v5.onnx'
 TARGET = sys.argv[2] if len(sys.argv) > 2 else 'media/vad/silero_vad_v5_16k.onnx'
+WEIGHTS = sys.argv[3] if len(sys.argv) > 3 else 'media/vad/silero_vad_v5_16k.weights'
 PREFIX = 'If_0_then_branch__Inline_0__'
 
 
@@ -167,6 +171,46 @@ def main():
     onnx.checker.check_model(model)
     onnx.save(model, TARGET)
     print(f'{TARGET}: {len(nodes)} nodes (the 16 kHz branch of the source holds {count_nodes(branch)}, counting both sides of its Ifs)')
+    write_weights(model, WEIGHTS)
+
+
+def write_weights(model, path):
+    """The derived model's weights for media/vad/native/silero_vad.c, in the layout its header gives.
+
+    A header of 16 bytes (b'SILERO16', format version 3, the count of floats, as little-endian
+    uint32s), then float32 little-endian. Each matrix [inputs][outputs] (as the Gemms hold them) has
+    its outputs padded with zeros to a multiple of 16 and is stored as panels of 16 outputs,
+    [outputs / 16][inputs][16], so that the kernel reads each panel as one sequential stream; then
+    its bias, padded alike.
+    """
+    t = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+    def layer(matrix, bias):
+        k, n = matrix.shape
+        padded = -(-n // 16) * 16
+        m = np.zeros((k, padded), dtype=np.float32)
+        m[:, :n] = matrix
+        b = np.zeros(padded, dtype=np.float32)
+        b[:n] = bias
+        panels = m.reshape(k, padded // 16, 16).transpose(1, 0, 2)
+        return [panels, b]
+
+    parts = [
+        *layer(t['stft_basis'], np.zeros(258, dtype=np.float32)),
+        *layer(t['encoder0_w'], t['encoder0_b']),
+        *layer(t['encoder1_w'], t['encoder1_b']),
+        *layer(t['encoder2_w'], t['encoder2_b']),
+        *layer(t['encoder3_w'], t['encoder3_b']),
+        *layer(np.concatenate([t['lstm_w'][0].T, t['lstm_r'][0].T], axis=0), t['lstm_b'][0, :512] + t['lstm_b'][0, 512:]),
+        t['head_w'][0], t['head_b'],
+    ]
+    expected = [(17, 256, 16), (272,), (8, 387, 16), (128,), (4, 384, 16), (64,), (4, 128, 16), (64,), (8, 64, 16), (128,),
+                (32, 256, 16), (512,), (128,), (1,)]
+    assert [p.shape for p in parts] == expected, [p.shape for p in parts]
+    floats = np.concatenate([np.ascontiguousarray(p, dtype='<f4').ravel() for p in parts])
+    with open(path, 'wb') as out:
+        out.write(b'SILERO16' + np.array([3, floats.size], dtype='<u4').tobytes() + floats.tobytes())
+    print(f'{path}: {floats.size} weights')
 
 
 def count_nodes(graph):

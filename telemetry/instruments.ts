@@ -37,6 +37,7 @@ export const METRIC = {
   vadDroppedWindows: 'voice.vad.dropped_windows',
   vadErrors: 'voice.vad.errors',
   vadRunTime: 'voice.vad.run_time',
+  vadWaitTime: 'voice.vad.wait_time',
 } as const;
 
 export function createInstruments(meter: Meter = metrics.getMeter('voice-session-server')) {
@@ -68,6 +69,7 @@ export function createInstruments(meter: Meter = metrics.getMeter('voice-session
     vadDroppedWindows: meter.createCounter(METRIC.vadDroppedWindows, { unit: '{window}', description: 'Silero windows dropped because the worker fell behind (a session had four waiting)' }),
     vadErrors: meter.createCounter(METRIC.vadErrors, { unit: '{run}', description: 'Silero runs that failed; their windows got no verdict' }),
     vadRunTime: meter.createCounter(METRIC.vadRunTime, { unit: 's', description: 'Time in Silero runs (onnxruntime, on the media worker thread), per media worker' }),
+    vadWaitTime: meter.createCounter(METRIC.vadWaitTime, { unit: 's', description: 'Time Silero windows waited for their batched run, summed over windows, per media worker (/ windows = the delay batching adds to a verdict)' }),
     eventLoopLag: meter.createObservableGauge(METRIC.eventLoopLag, { unit: 's', description: 'Event-loop delay p99 over the last interval, per thread' }),
   };
 }

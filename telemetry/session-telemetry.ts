@@ -57,6 +57,7 @@ export class SessionTelemetry {
       i.vadDroppedWindows.add(0, attrs);
       i.vadErrors.add(0, attrs);
       i.vadRunTime.add(0, attrs);
+      i.vadWaitTime.add(0, attrs);
     }
     for (const reason of ['capacity', 'draining']) i.admissionRefusals.add(0, { [ATTR.reason]: reason });
     // One zero series per provider kind (without from/to: no switch has happened yet).
@@ -109,6 +110,7 @@ export class SessionTelemetry {
         if (report.vad.droppedWindows) i.vadDroppedWindows.add(report.vad.droppedWindows, attrs);
         if (report.vad.errors) i.vadErrors.add(report.vad.errors, attrs);
         if (report.vad.runMs) i.vadRunTime.add(report.vad.runMs / 1000, attrs);
+        if (report.vad.waitMs) i.vadWaitTime.add(report.vad.waitMs / 1000, attrs);
       }
       for (const s of report.sessions) {
         i.jitterBufferDelay.record(s.jitterBufferDelayMs / 1000, attrs);

@@ -10,15 +10,19 @@
 // memory: every talking session gets Silero.
 //
 // The price is delay: a batch runs (synchronously, on this thread: onnx-model.ts) in a later task
-// than the one in which its first window completed - the next one, or `batchWindowMs` later - so a
-// window's verdict is known by the next 20 ms frame (or up to batchWindowMs later), not during the
-// push that completed it. `SileroStream.accept()` returns the verdicts that came back since the
-// previous call.
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+// than the one in which its first window completed, so a window's verdict is known by the next
+// 20 ms frame at the earliest, not during the push that completed it. A batch waits for the
+// windows it expects: each stream that completed a window within the last LIVE_MS will complete
+// another within one window (32 ms). The run starts once every such stream has submitted, or
+// `batchWindowMs` after the first window, whichever comes first. So a lone talker never waits, and
+// under load a run holds one window of each talker when `batchWindowMs` covers a whole window.
+// `SileroStream.accept()` returns the verdicts that came back since the previous call; `waitMs`
+// (stats) sums what the windows waited.
 import { fileURLToPath } from 'node:url';
-import type * as Ort from 'onnxruntime-node';
-import { OnnxModel } from './onnx-model.ts';
+import {
+  CONTEXT_SAMPLES as CONTEXT, HIDDEN, INPUT_SAMPLES as INPUT, nativeEngine, onnxEngine, SILERO_V5_16K_WEIGHTS, SILERO_V5_16K_WEIGHTS_SHA256, WINDOW_SAMPLES as WINDOW,
+  type SileroEngine, type SileroEngineName,
+} from './silero-engine.ts';
 
 /** Silero v5 as shipped in @ricky0123/vad-web 0.0.31 (see README.md here): 8 and 16 kHz, input `sr`. */
 export const SILERO_V5_MODEL = fileURLToPath(new URL('./silero_vad_v5.onnx', import.meta.url));
@@ -32,23 +36,30 @@ export const SILERO_V5_SHA256 = '2623a2953f6ff3d2c1e61740c6cdb7168133479b267dfef
 export const SILERO_V5_16K_MODEL = fileURLToPath(new URL('./silero_vad_v5_16k.onnx', import.meta.url));
 export const SILERO_V5_16K_SHA256 = 'ad58ce0c5b3f8180a727aa9624a131a500ec3ab50bbae25977ca54c08fd62590';
 
-const SAMPLE_RATE = 16000;
-const WINDOW = 512;
-const CONTEXT = 64; // v5 inputs are the window plus this much of the audio before it
-const INPUT = WINDOW + CONTEXT;
-const STATE = 2 * 128; // [2, batch, 128] per batch: two layers of 128 per stream
+const STATE = 2 * HIDDEN; // [2, batch, 128] per batch: h and c of 128 per stream
 /** A verdict later than a window's own length would fall behind the audio. */
 const MAX_BATCH_WINDOW_MS = 32;
+/**
+ * A stream that completed a window this recently is expected to complete another within one
+ * window's length (32 ms at 16 kHz), give or take the jitter of its packets' arrival.
+ */
+const LIVE_MS = 40;
 /** Speech continues while a window stays above threshold - this (Silero's own "neg_threshold"). */
 const RELEASE_MARGIN = 0.15;
 
 export interface SileroVadOptions {
+  /** What runs the model (silero-engine.ts): the native kernel with `weightsPath`, or onnxruntime with `modelPath`. */
+  engine: SileroEngineName;
+  /** The ONNX model (engine `onnx`). */
   modelPath: string;
   /**
    * Expected sha256 of the model, or null to skip the check. Checked because a model that is not
    * Silero v5 fails in ways far from its cause (wrong input names, or nonsense verdicts).
    */
   modelSha256: string | null;
+  /** The weights file (engine `native`), and its expected sha256 or null. */
+  weightsPath: string;
+  weightsSha256: string | null;
   /** Window probability above which Silero says speech. */
   threshold: number;
   /** Most sessions with a stream at once; beyond it `acquire()` says no and they fall back to energy. */
@@ -58,22 +69,29 @@ export interface SileroVadOptions {
   /** Windows a stream may have waiting; beyond it the oldest are dropped (counted), as late verdicts are useless. */
   maxQueuedWindows: number;
   /**
-   * How long a completed window may wait for the windows of other sessions to join its run (ms).
-   * 0: the run starts right after the task that completed it. Sessions' windows complete at
-   * different times (each session's packets arrive on its own clock), so without a wait most runs
-   * hold one or two windows, and a run's fixed cost is most of its cost (README.md here).
+   * How long a completed window may wait for the windows of other sessions to join its run (ms),
+   * at most: the run starts earlier once every stream that is expected to complete a window has
+   * done so. 0: the run starts right after the task that completed it. Sessions' windows complete
+   * at different times (each session's packets arrive on its own clock), so without a wait most
+   * runs hold one or two windows, and a run's fixed cost is most of its cost (README.md here).
    */
   batchWindowMs: number;
+  /** The clock of the batch gathering, ms (tests pin it; the run and wait times are measured by performance.now()). */
+  clock: () => number;
 }
 
 export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
+  engine: 'native',
   modelPath: SILERO_V5_16K_MODEL,
   modelSha256: SILERO_V5_16K_SHA256,
+  weightsPath: SILERO_V5_16K_WEIGHTS,
+  weightsSha256: SILERO_V5_16K_WEIGHTS_SHA256,
   threshold: 0.5,
   maxStreams: 2000,
   maxBatch: 128,
   maxQueuedWindows: 4,
   batchWindowMs: 0,
+  clock: () => performance.now(),
 };
 
 /** One session's view of the worker's Silero: its recurrent state, context, and verdicts. */
@@ -84,6 +102,12 @@ export class SileroStream {
   #fill = 0;
   /** Windows waiting for a run, oldest first (one per run: each needs the state the one before left). */
   readonly queue: Float32Array[] = [];
+  /** When each window of `queue` was submitted (performance.now()), for the wait statistic. */
+  readonly queuedAt: number[] = [];
+  /** Window buffers that went through a run, for reuse (a window is 2.3 KB, ~30 a second). */
+  readonly spare: Float32Array[] = [];
+  /** When this stream last submitted a window (the SileroVad's clock); -Infinity before the first. */
+  lastWindowAt = -Infinity;
   readonly state = new Float32Array(STATE);
   #speech = false;
   #verdict: boolean | null = null;
@@ -112,7 +136,9 @@ export class SileroStream {
       offset += n;
       if (this.#fill === WINDOW) {
         this.#windows++;
-        this.#vad.submit(this, this.#buffer.slice());
+        const window = this.spare.pop() ?? new Float32Array(INPUT);
+        window.set(this.#buffer);
+        this.#vad.submit(this, window);
         this.#buffer.copyWithin(0, WINDOW); // the window's last 64 samples are the next context
         this.#fill = 0;
       }
@@ -124,7 +150,9 @@ export class SileroStream {
 
   /** Forgets the audio, the recurrent state and any verdict still to come. */
   reset(): void {
-    this.queue.length = 0;
+    this.spare.push(...this.queue.splice(0));
+    this.queuedAt.length = 0;
+    this.lastWindowAt = -Infinity;
     this.state.fill(0);
     this.#buffer.fill(0);
     this.#fill = 0;
@@ -141,28 +169,30 @@ export class SileroStream {
   }
 }
 
-/** Per-thread Silero: one onnxruntime session, batched runs. Create one per media worker with `load()`. */
+/** Per-thread Silero: one engine (silero-engine.ts), batched runs. Create one per media worker with `load()`. */
 export class SileroVad {
   readonly options: SileroVadOptions;
-  readonly #model: OnnxModel;
-  /** The original two-rate model wants `sr`; the 16 kHz one does not. */
-  readonly #takesSampleRate: boolean;
+  readonly #engine: SileroEngine;
   readonly #streams = new Set<SileroStream>();
   /** Streams with a window waiting, in submission order. */
   readonly #ready = new Set<SileroStream>();
   #scheduled = false;
-  /** When the oldest window now waiting for a run was submitted (performance.now()). */
+  /** When the oldest window now waiting for a run was submitted (options.clock). */
   #firstReadyAt: number | null = null;
+  /** Live streams (LIVE_MS) whose next window the gathering batch waits for. */
+  readonly #awaited = new Set<SileroStream>();
   /** The timer of a run that waits for more windows (batchWindowMs). */
   #waiting: NodeJS.Timeout | null = null;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
-  readonly #stats = { runs: 0, windows: 0, maxBatch: 0, droppedWindows: 0, errors: 0, exhausted: 0, peakStreams: 0, runMs: 0 };
+  /** Batch inputs, grown to the largest batch so far and reused: [batch, 576] and [2, batch, 128]. */
+  #inputs = new Float32Array(0);
+  #states = new Float32Array(0);
+  readonly #stats = { runs: 0, windows: 0, maxBatch: 0, droppedWindows: 0, errors: 0, exhausted: 0, peakStreams: 0, runMs: 0, waitMs: 0 };
   lastError: string | null = null;
 
-  private constructor(model: OnnxModel, options: SileroVadOptions) {
-    this.#model = model;
-    this.#takesSampleRate = model.inputNames.includes('sr');
+  private constructor(engine: SileroEngine, options: SileroVadOptions) {
+    this.#engine = engine;
     this.options = options;
   }
 
@@ -174,19 +204,10 @@ export class SileroVad {
       if (!(Number.isInteger(o[key]) && o[key] >= least)) throw new RangeError(`${key} must be an integer >= ${least}`);
     }
     if (o.batchWindowMs > MAX_BATCH_WINDOW_MS) throw new RangeError(`batchWindowMs must be at most ${MAX_BATCH_WINDOW_MS}`);
-    // One thread: the media workers already take a core each, and batches are small.
-    const model = OnnxModel.load(readModel(o.modelPath, o.modelSha256), {
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
-    const missing = ['input', 'state'].filter((name) => !model.inputNames.includes(name));
-    if (missing.length > 0 || !model.outputNames.includes('output') || !model.outputNames.includes('stateN')) {
-      model.dispose();
-      throw new Error(`${o.modelPath} is not a Silero v5 model (inputs ${model.inputNames.join(', ')})`);
-    }
-    return new SileroVad(model, o);
+    if (o.engine !== 'native' && o.engine !== 'onnx') throw new RangeError(`engine must be native or onnx, not ${String(o.engine)}`);
+    const engine = o.engine === 'native' ? nativeEngine(o.weightsPath, o.weightsSha256) : onnxEngine(o.modelPath, o.modelSha256);
+    if (o.maxBatch > engine.maxBatch) throw new RangeError(`maxBatch must be at most ${engine.maxBatch} with the ${engine.name} engine`);
+    return new SileroVad(engine, o);
   }
 
   /** A fresh stream, or null when `maxStreams` are out (the caller judges by energy). */
@@ -206,6 +227,8 @@ export class SileroVad {
     if (!this.#streams.delete(stream)) return;
     stream.reset();
     this.#ready.delete(stream);
+    // A gathering batch no longer waits for it (and may now be complete).
+    if (this.#awaited.delete(stream) && this.#awaited.size === 0) this.#schedule(false);
   }
 
   /** Resolves once no window is waiting or running (tests; the end of a benchmark). */
@@ -220,6 +243,7 @@ export class SileroVad {
     for (const stream of this.#streams) stream.reset();
     this.#streams.clear();
     this.#ready.clear();
+    this.#awaited.clear();
     if (this.#waiting) {
       // Nothing is left to run: no need to wait out batchWindowMs.
       clearTimeout(this.#waiting);
@@ -228,7 +252,7 @@ export class SileroVad {
       this.#settled();
     }
     await this.idle();
-    this.#model.dispose();
+    this.#engine.dispose();
   }
 
   toJSON() {
@@ -239,22 +263,37 @@ export class SileroVad {
   submit(stream: SileroStream, window: Float32Array): void {
     if (this.#closed || !this.#streams.has(stream)) return;
     stream.queue.push(window);
+    stream.queuedAt.push(performance.now());
+    stream.lastWindowAt = this.options.clock();
     if (stream.queue.length > this.options.maxQueuedWindows) {
-      stream.queue.shift();
+      stream.spare.push(stream.queue.shift()!);
+      stream.queuedAt.shift();
       this.#stats.droppedWindows++;
     }
     this.#ready.add(stream);
-    this.#schedule();
+    this.#awaited.delete(stream);
+    this.#schedule(false);
   }
 
   // The run starts after the current task, so windows that complete in the same poll of the worker
-  // (one per session whose frame was due) go into one batch; with `batchWindowMs`, once the first
-  // window waiting has waited that long, so the windows of the polls in between join it. Windows
-  // left over by a run (maxBatch, or a stream's next window) wait no further.
-  #schedule(leftOver = false): void {
+  // (one per session whose frame was due) go into one batch. With `batchWindowMs`, a batch that
+  // starts gathering notes the live streams not yet in it (#awaited) and runs once they are all in,
+  // or once its first window has waited `batchWindowMs`. Windows left over by a run (maxBatch, or a
+  // stream's next window) wait no further.
+  #schedule(leftOver: boolean): void {
     if (this.#ready.size === 0) return;
-    const full = this.#ready.size >= this.options.maxBatch;
-    if (this.#waiting && full) {
+    const now = this.options.clock();
+    if (this.#firstReadyAt === null) {
+      this.#firstReadyAt = now;
+      this.#awaited.clear();
+      if (!leftOver && this.options.batchWindowMs > 0) {
+        for (const stream of this.#streams) {
+          if (now - stream.lastWindowAt < LIVE_MS && !this.#ready.has(stream)) this.#awaited.add(stream);
+        }
+      }
+    }
+    const runNow = leftOver || this.#awaited.size === 0 || this.#ready.size >= this.options.maxBatch;
+    if (this.#waiting && runNow) {
       clearTimeout(this.#waiting);
       this.#waiting = null;
       this.#scheduled = false;
@@ -265,10 +304,10 @@ export class SileroVad {
       this.#scheduled = false;
       this.#waiting = null;
       this.#firstReadyAt = null;
+      this.#awaited.clear();
       this.#run();
     };
-    this.#firstReadyAt ??= performance.now();
-    const wait = leftOver || full ? 0 : this.#firstReadyAt + this.options.batchWindowMs - performance.now();
+    const wait = runNow ? 0 : this.#firstReadyAt + this.options.batchWindowMs - now;
     if (wait >= 1) this.#waiting = setTimeout(start, wait);
     else setImmediate(start);
   }
@@ -283,24 +322,22 @@ export class SileroVad {
     }
     if (batch.length === 0 || this.#closed) return this.#settled();
     const size = batch.length;
-    const input = new Float32Array(size * INPUT);
-    const state = new Float32Array(size * STATE);
+    if (this.#inputs.length < size * INPUT) {
+      this.#inputs = new Float32Array(size * INPUT);
+      this.#states = new Float32Array(size * STATE);
+    }
+    const input = this.#inputs.subarray(0, size * INPUT);
+    const state = this.#states.subarray(0, size * STATE);
+    const gathered = performance.now();
     batch.forEach((stream, b) => {
       input.set(stream.queue[0]!, b * INPUT);
       state.set(stream.state.subarray(0, 128), b * 128);
       state.set(stream.state.subarray(128), (size + b) * 128);
+      this.#stats.waitMs += gathered - stream.queuedAt[0]!;
     });
-    const T = this.#model.Tensor;
-    const feeds: Record<string, Ort.Tensor> = {
-      input: new T('float32', input, [size, INPUT]),
-      state: new T('float32', state, [2, size, 128]),
-    };
-    if (this.#takesSampleRate) feeds.sr = new T('int64', BigInt64Array.of(BigInt(SAMPLE_RATE)), []);
     const started = performance.now();
     try {
-      const out = this.#model.run(feeds);
-      const probabilities = out.output!.data as Float32Array;
-      const next = out.stateN!.data as Float32Array;
+      const { probabilities, stateN: next } = this.#engine.run(input, state, size);
       batch.forEach((stream, b) => {
         stream.state.set(next.subarray(b * 128, (b + 1) * 128), 0);
         stream.state.set(next.subarray((size + b) * 128, (size + b + 1) * 128), 128);
@@ -316,7 +353,8 @@ export class SileroVad {
     }
     this.#stats.runMs += performance.now() - started;
     for (const stream of batch) {
-      stream.queue.shift();
+      stream.spare.push(stream.queue.shift()!);
+      stream.queuedAt.shift();
       if (stream.queue.length > 0) this.#ready.add(stream);
     }
     if (this.#ready.size > 0 && !this.#closed) this.#schedule(true);
@@ -327,18 +365,4 @@ export class SileroVad {
     if (this.#scheduled) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
-}
-
-function readModel(path: string, sha256: string | null): Uint8Array {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (error) {
-    throw new Error(`Silero model not readable at ${path}: ${(error as Error).message}`);
-  }
-  if (sha256 !== null) {
-    const actual = createHash('sha256').update(bytes).digest('hex');
-    if (actual !== sha256) throw new Error(`Silero model at ${path} has sha256 ${actual}, expected ${sha256}`);
-  }
-  return bytes;
 }

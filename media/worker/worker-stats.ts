@@ -53,6 +53,8 @@ export interface VadTotals {
   errors: number;
   /** Time spent in onnxruntime's runs, ms (on the worker's thread: its CPU, barring preemption). */
   runMs: number;
+  /** What the windows waited for their run (the batch gathering), summed over windows, ms. */
+  waitMs: number;
 }
 
 /** Counter totals now minus the totals of the last report: what to report as this interval's deltas. */
@@ -62,7 +64,7 @@ export function subtractTotals<T extends { [K in keyof T]: number }>(now: T, bef
   return out;
 }
 
-export const emptyVadTotals = (): VadTotals => ({ windows: 0, runs: 0, droppedWindows: 0, errors: 0, runMs: 0 });
+export const emptyVadTotals = (): VadTotals => ({ windows: 0, runs: 0, droppedWindows: 0, errors: 0, runMs: 0, waitMs: 0 });
 
 export const emptyTotals = (): PacketTotals => ({
   received: 0, lost: 0, concealed: 0, fecRecovered: 0, late: 0, duplicates: 0, overflowDrops: 0,

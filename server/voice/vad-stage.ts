@@ -18,7 +18,7 @@ export function workerSilero(): SileroVad | null {
 
 /** Loads what the worker's sessions will need, so the first session does not wait for it. */
 export async function prepareVad(config: VoiceConfig): Promise<void> {
-  silero ??= await SileroVad.load({ threshold: config.vad.threshold, batchWindowMs: config.vad.batchWindowMs });
+  silero ??= await SileroVad.load({ engine: config.vad.engine, threshold: config.vad.threshold, batchWindowMs: config.vad.batchWindowMs });
   if (config.denoise !== 'off') rnnoise ??= await loadRnnoiseRuntime();
 }
 

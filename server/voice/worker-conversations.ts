@@ -21,8 +21,8 @@ const registry = new ProviderRegistry(voice, (info) => parentPort?.postMessage({
 await prepareVad(voice);
 const silero = workerSilero()!;
 installVadTotals(() => {
-  const { windows, runs, droppedWindows, errors, runMs } = silero.toJSON();
-  return { windows, runs, droppedWindows, errors, runMs };
+  const { windows, runs, droppedWindows, errors, runMs, waitMs } = silero.toJSON();
+  return { windows, runs, droppedWindows, errors, runMs, waitMs };
 });
 void registry.warmUp(); // not awaited: the worker serves at once; a turn in the first ~0.5 s waits for it
 

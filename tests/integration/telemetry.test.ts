@@ -128,6 +128,10 @@ describe('OpenTelemetry export', () => {
       // Each run takes some time, and a second of runs for a 1 s question would be far too slow.
       assert.ok(total(METRIC.vadRunTime) > 0 && total(METRIC.vadRunTime) < 1, `${total(METRIC.vadRunTime)} s in Silero runs`);
       assert.equal(receiver.latest(METRIC.vadRunTime)!.unit, 's');
+      // Every window waits at least until the task after its own, and a lone talker's far less than
+      // the longest batch window (32 ms) on average.
+      assert.ok(total(METRIC.vadWaitTime) > 0 && total(METRIC.vadWaitTime) < total(METRIC.vadWindows) * 0.032, `${total(METRIC.vadWaitTime)} s waited`);
+      assert.equal(receiver.latest(METRIC.vadWaitTime)!.unit, 's');
       assert.ok(receiver.latest(METRIC.vadWindows)!.points.every((p) => typeof p.attributes['voice.worker'] === 'number'), 'per worker');
       // The exported STT latency is the turn's own end of turn -> final transcript.
       const sttSum = receiver.latest(METRIC.sttLatency)!.points.reduce((s, p) => s + (p.sum ?? 0), 0);

@@ -322,15 +322,19 @@ test('docs/operations.md documents every metric and every alert', () => {
   for (const { where } of alertQueries()) assert.ok(docs.includes(where.replace(/^alert /, '')), `docs/operations.md does not describe ${where}`);
 });
 
-test('the Dockerfile runs the server as a non-root user with libopus', () => {
+test('the Dockerfile runs the server as a non-root user with libopus and builds Silero\'s native kernel', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const buildStage = dockerfile.slice(0, dockerfile.lastIndexOf('\nFROM '));
+  assert.match(buildStage, /apt-get install[^\n]*\bgcc\b/);
+  assert.match(buildStage, /bash scripts\/build-native\.sh/);
   assert.match(finalStage, /apt-get install[^\n]*libopus0/);
   assert.match(finalStage, /^USER (?!root\b|0\b)\S+/m);
   assert.match(finalStage, /^CMD \["node", ?"--import", ?"tsx", ?"server\/main\.ts"\]/m);
   assert.match(finalStage, /^EXPOSE 8080\/tcp/m);
   const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
   assert.ok(ignored.includes('node_modules'), 'node_modules is rebuilt in the image, never copied');
+  assert.ok(ignored.includes('media/vad/native/build'), 'the native kernel is compiled in the image, never copied from the host');
   assert.ok(!ignored.includes('patches'), 'patches/ is needed by npm ci (patch-package)');
 });
 

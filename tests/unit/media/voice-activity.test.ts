@@ -1,6 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_SILERO_VAD_OPTIONS, SILERO_V5_16K_MODEL, SILERO_V5_MODEL, SILERO_V5_SHA256, SileroVad } from '../../../media/vad/silero-vad.ts';
+import { DEFAULT_SILERO_VAD_OPTIONS, SILERO_V5_16K_MODEL, SILERO_V5_MODEL, SILERO_V5_SHA256, SileroVad, type SileroStream } from '../../../media/vad/silero-vad.ts';
 import { VoiceActivity, type VoiceActivityDecision, type VoiceActivityOptions } from '../../../media/vad/voice-activity.ts';
 import type { FrameDenoiser } from '../../../media/denoise/rnnoise-denoiser.ts';
 import { frameLevelDb } from '../../../media/speech-detector.ts';
@@ -250,8 +250,13 @@ describe('VoiceActivity', () => {
 
 describe('SileroVad', () => {
   it('refuses a model that is not the one expected, a missing one, and thresholds out of range', async () => {
-    await assert.rejects(SileroVad.load({ modelSha256: '0'.repeat(64) }), /sha256/);
-    await assert.rejects(SileroVad.load({ modelPath: '/nonexistent/silero.onnx' }), /not readable/);
+    await assert.rejects(SileroVad.load({ engine: 'onnx', modelSha256: '0'.repeat(64) }), /sha256/);
+    await assert.rejects(SileroVad.load({ engine: 'onnx', modelPath: '/nonexistent/silero.onnx' }), /not readable/);
+    await assert.rejects(SileroVad.load({ weightsSha256: '0'.repeat(64) }), /sha256/);
+    await assert.rejects(SileroVad.load({ weightsPath: '/nonexistent/silero.weights' }), /not readable/);
+    await assert.rejects(SileroVad.load({ weightsPath: SILERO_V5_16K_MODEL, weightsSha256: null }), /not a Silero weights file/);
+    await assert.rejects(SileroVad.load({ engine: 'tflite' as never }), RangeError);
+    await assert.rejects(SileroVad.load({ maxBatch: 129 }), /at most 128 with the native engine/);
     await assert.rejects(SileroVad.load({ threshold: 1 }), RangeError);
     await assert.rejects(SileroVad.load({ threshold: 0.1 }), RangeError);
     await assert.rejects(SileroVad.load({ maxBatch: 0 }), RangeError);
@@ -259,27 +264,53 @@ describe('SileroVad', () => {
     await assert.rejects(SileroVad.load({ batchWindowMs: -1 }), RangeError);
   });
 
-  it('with batchWindowMs, windows completed in different tasks share a run; without it, they do not', async () => {
-    const runsOfTwo = async (batchWindowMs: number) => {
-      const vad = await SileroVad.load({ batchWindowMs });
+  it('a batch waits for the next window of each stream that is talking, up to batchWindowMs; a lone window does not wait', async () => {
+    const nextTask = () => new Promise((resolve) => setImmediate(resolve));
+    // The gathering's clock stands still: every stream that submitted a window is "talking".
+    const scenario = async (batchWindowMs: number) => {
+      const vad = await SileroVad.load({ batchWindowMs, clock: () => 0 });
       const [a, b] = [vad.acquire()!, vad.acquire()!];
-      a.accept(speechFrames[firstLoud]!);
-      a.accept(speechFrames[firstLoud + 1]!); // a's first window is complete
-      await new Promise((resolve) => setImmediate(resolve)); // the next task: a run without a wait has begun
-      b.accept(speechFrames[firstLoud]!);
-      b.accept(speechFrames[firstLoud + 1]!);
+      const fed = new Map([[a, firstLoud], [b, firstLoud]]);
+      const completeWindow = (stream: SileroStream) => {
+        const before = stream.windows;
+        while (stream.windows === before) {
+          stream.accept(speechFrames[fed.get(stream)!]!);
+          fed.set(stream, fed.get(stream)! + 1);
+        }
+      };
+      const runs = () => vad.toJSON().runs;
+      const probabilities: number[] = [];
+      const runsAfter: number[] = [];
+      completeWindow(a); // nobody else talks: runs in the next task
+      await nextTask();
+      runsAfter.push(runs());
+      probabilities.push(a.probability);
+      completeWindow(b); // a talks: b's window waits for a's next one
+      await nextTask();
+      runsAfter.push(runs());
+      completeWindow(a); // everyone is in: runs in the next task, without waiting out batchWindowMs
+      await nextTask();
+      runsAfter.push(runs());
+      probabilities.push(a.probability, b.probability);
+      completeWindow(b); // a talks but sends nothing more: the run waits batchWindowMs, then goes
+      await nextTask();
+      runsAfter.push(runs());
       await vad.idle();
-      const verdicts = [a.accept(new Int16Array(0)), b.accept(new Int16Array(0))];
-      const { runs, windows, maxBatch } = vad.toJSON();
+      runsAfter.push(runs());
+      probabilities.push(b.probability);
+      const { maxBatch, waitMs } = vad.toJSON();
       await vad.close();
-      return { runs, windows, maxBatch, verdicts };
+      return { runsAfter, maxBatch, waitMs, probabilities };
     };
-    const apart = await runsOfTwo(0);
-    assert.deepEqual([apart.runs, apart.windows, apart.maxBatch], [2, 2, 1]);
-    const together = await runsOfTwo(30);
-    assert.deepEqual([together.runs, together.windows, together.maxBatch], [1, 2, 2]);
-    assert.deepEqual(together.verdicts, apart.verdicts, 'the same verdicts either way');
-    assert.ok(together.verdicts.every((v) => typeof v === 'boolean'));
+    const batched = await scenario(30);
+    assert.deepEqual(batched.runsAfter, [1, 1, 2, 2, 3]);
+    assert.equal(batched.maxBatch, 2);
+    assert.ok(batched.waitMs >= 29, `${batched.waitMs} ms waited: the last window waited out batchWindowMs`);
+    const apart = await scenario(0);
+    assert.deepEqual(apart.runsAfter, [1, 2, 3, 4, 4], 'without a wait, each window runs in the task after its own');
+    assert.equal(apart.maxBatch, 1);
+    batched.probabilities.forEach((p, i) => assert.ok(Math.abs(p - apart.probabilities[i]!) < 1e-5, `window ${i}: ${p} batched, ${apart.probabilities[i]} alone`));
+    assert.ok(batched.probabilities.some((p) => p > 0), 'Silero ran on the speech');
   });
 
   it('gives at most maxStreams; a verdict comes back after its window ran; a released stream forgets', async () => {
@@ -307,7 +338,8 @@ describe('SileroVad', () => {
     await small.close();
   });
 
-  it('the default 16 kHz graph gives the probabilities of the original two-rate model, window after window', async () => {
+  it('the native kernel (the default) and the 16 kHz graph give the probabilities of the original two-rate model, window after window', async () => {
+    assert.equal(DEFAULT_SILERO_VAD_OPTIONS.engine, 'native');
     assert.equal(DEFAULT_SILERO_VAD_OPTIONS.modelPath, SILERO_V5_16K_MODEL);
     const inputs = [speechFrames, whiteNoise(100, 1000, 5), tone(50, 8000, 440), silence(20)];
     const probabilities = async (vad: SileroVad): Promise<number[]> => {
@@ -325,12 +357,14 @@ describe('SileroVad', () => {
       await vad.close();
       return out;
     };
-    const original = await probabilities(await SileroVad.load({ modelPath: SILERO_V5_MODEL, modelSha256: SILERO_V5_SHA256 }));
-    const derived = await probabilities(await SileroVad.load());
-    assert.equal(derived.length, original.length);
+    const original = await probabilities(await SileroVad.load({ engine: 'onnx', modelPath: SILERO_V5_MODEL, modelSha256: SILERO_V5_SHA256 }));
     assert.ok(original.length > 200, `${original.length} windows`);
-    const worst = Math.max(...derived.map((p, w) => Math.abs(p - original[w]!)));
-    assert.ok(worst < 1e-4, `largest difference ${worst}`);
+    for (const engine of ['onnx', 'native'] as const) {
+      const derived = await probabilities(await SileroVad.load({ engine }));
+      assert.equal(derived.length, original.length, engine);
+      const worst = Math.max(...derived.map((p, w) => Math.abs(p - original[w]!)));
+      assert.ok(worst < 1e-4, `${engine}: largest difference ${worst}`);
+    }
     assert.ok(Math.max(...original) > 0.9 && Math.min(...original) < 0.1, 'speech and non-speech both present');
   });
 
