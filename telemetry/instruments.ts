@@ -68,7 +68,7 @@ export function createInstruments(meter: Meter = metrics.getMeter('voice-session
     vadRuns: meter.createCounter(METRIC.vadRuns, { unit: '{run}', description: 'Batched Silero runs, per media worker (windows / runs = mean batch)' }),
     vadDroppedWindows: meter.createCounter(METRIC.vadDroppedWindows, { unit: '{window}', description: 'Silero windows dropped because the worker fell behind (a session had four waiting)' }),
     vadErrors: meter.createCounter(METRIC.vadErrors, { unit: '{run}', description: 'Silero runs that failed; their windows got no verdict' }),
-    vadRunTime: meter.createCounter(METRIC.vadRunTime, { unit: 's', description: 'Time in Silero runs (onnxruntime, on the media worker thread), per media worker' }),
+    vadRunTime: meter.createCounter(METRIC.vadRunTime, { unit: 's', description: 'Time in Silero runs (on the media worker thread), per media worker' }),
     vadWaitTime: meter.createCounter(METRIC.vadWaitTime, { unit: 's', description: 'Time Silero windows waited for their batched run, summed over windows, per media worker (/ windows = the delay batching adds to a verdict)' }),
     eventLoopLag: meter.createObservableGauge(METRIC.eventLoopLag, { unit: 's', description: 'Event-loop delay p99 over the last interval, per thread' }),
   };

@@ -41,7 +41,7 @@ export interface SileroEngine {
   dispose(): void;
 }
 
-export function readChecked(path: string, sha256: string | null, what: string): Buffer {
+function readChecked(path: string, sha256: string | null, what: string): Buffer {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);

@@ -1,15 +1,14 @@
-// Silero VAD v5 through onnxruntime-node: one model per media worker thread, run in batches over
-// the windows of all its sessions.
+// Silero VAD v5: one model per media worker thread, run by an engine (silero-engine.ts: the native
+// kernel by default, or onnxruntime) in batches over the windows of all its sessions.
 //
-// Why batches. A run has a large fixed cost (~300 us for one window in-process with cold caches),
-// and in a busy media worker werift, Opus and V8 push the model's weights out of the cache between
-// two runs; one run over B windows loads them once and, with the 16 kHz graph (its convolutions
-// are matrix products over [batch x time] rows), costs ~90-135 us a window in runs of 4 and
-// ~35-41 in runs of 16 (media/vad/README.md). A session holds only its recurrent state
-// (2 x 128 floats) and 64 samples of context, so there is no instance pool and no cap from
-// memory: every talking session gets Silero.
+// Why batches. In a busy media worker werift, Opus and V8 push the model's weights (1.2 MB) out of
+// the cache between two runs; one run over B windows reads them once. Measured in the bench's
+// busy workers, the native kernel costs ~90-110 us a window in runs of ~2.5-3, onnxruntime
+// ~185-210 (media/vad/README.md). A session holds only its recurrent state (2 x 128 floats) and 64
+// samples of context, so there is no instance pool and no cap from memory: every talking session
+// gets Silero.
 //
-// The price is delay: a batch runs (synchronously, on this thread: onnx-model.ts) in a later task
+// The price is delay: a batch runs (synchronously, on this thread) in a later task
 // than the one in which its first window completed, so a window's verdict is known by the next
 // 20 ms frame at the earliest, not during the push that completed it. A batch waits for the
 // windows it expects: each stream that completed a window within the last LIVE_MS will complete
@@ -94,6 +93,12 @@ export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
   clock: () => performance.now(),
 };
 
+/** A completed window: context + samples, and when it was submitted (performance.now(), for the wait statistic). */
+interface QueuedWindow {
+  samples: Float32Array;
+  queuedAt: number;
+}
+
 /** One session's view of the worker's Silero: its recurrent state, context, and verdicts. */
 export class SileroStream {
   readonly #vad: SileroVad;
@@ -101,11 +106,9 @@ export class SileroStream {
   readonly #buffer = new Float32Array(INPUT);
   #fill = 0;
   /** Windows waiting for a run, oldest first (one per run: each needs the state the one before left). */
-  readonly queue: Float32Array[] = [];
-  /** When each window of `queue` was submitted (performance.now()), for the wait statistic. */
-  readonly queuedAt: number[] = [];
-  /** Window buffers that went through a run, for reuse (a window is 2.3 KB, ~30 a second). */
-  readonly spare: Float32Array[] = [];
+  readonly queue: QueuedWindow[] = [];
+  /** Windows that went through a run (or were dropped), for reuse: a window is 2.3 KB, ~30 a second. */
+  readonly spare: QueuedWindow[] = [];
   /** When this stream last submitted a window (the SileroVad's clock); -Infinity before the first. */
   lastWindowAt = -Infinity;
   readonly state = new Float32Array(STATE);
@@ -136,8 +139,8 @@ export class SileroStream {
       offset += n;
       if (this.#fill === WINDOW) {
         this.#windows++;
-        const window = this.spare.pop() ?? new Float32Array(INPUT);
-        window.set(this.#buffer);
+        const window = this.spare.pop() ?? { samples: new Float32Array(INPUT), queuedAt: 0 };
+        window.samples.set(this.#buffer);
         this.#vad.submit(this, window);
         this.#buffer.copyWithin(0, WINDOW); // the window's last 64 samples are the next context
         this.#fill = 0;
@@ -151,7 +154,6 @@ export class SileroStream {
   /** Forgets the audio, the recurrent state and any verdict still to come. */
   reset(): void {
     this.spare.push(...this.queue.splice(0));
-    this.queuedAt.length = 0;
     this.lastWindowAt = -Infinity;
     this.state.fill(0);
     this.#buffer.fill(0);
@@ -260,14 +262,13 @@ export class SileroVad {
   }
 
   /** A completed window of `stream` (called by SileroStream). */
-  submit(stream: SileroStream, window: Float32Array): void {
+  submit(stream: SileroStream, window: QueuedWindow): void {
     if (this.#closed || !this.#streams.has(stream)) return;
+    window.queuedAt = performance.now();
     stream.queue.push(window);
-    stream.queuedAt.push(performance.now());
     stream.lastWindowAt = this.options.clock();
     if (stream.queue.length > this.options.maxQueuedWindows) {
       stream.spare.push(stream.queue.shift()!);
-      stream.queuedAt.shift();
       this.#stats.droppedWindows++;
     }
     this.#ready.add(stream);
@@ -312,7 +313,7 @@ export class SileroVad {
     else setImmediate(start);
   }
 
-  // Synchronous: onnxruntime runs on this thread either way (onnx-model.ts).
+  // Synchronous: both engines run on this thread (silero-engine.ts).
   #run(): void {
     const batch: SileroStream[] = [];
     for (const stream of this.#ready) {
@@ -330,17 +331,18 @@ export class SileroVad {
     const state = this.#states.subarray(0, size * STATE);
     const gathered = performance.now();
     batch.forEach((stream, b) => {
-      input.set(stream.queue[0]!, b * INPUT);
-      state.set(stream.state.subarray(0, 128), b * 128);
-      state.set(stream.state.subarray(128), (size + b) * 128);
-      this.#stats.waitMs += gathered - stream.queuedAt[0]!;
+      const window = stream.queue[0]!;
+      input.set(window.samples, b * INPUT);
+      state.set(stream.state.subarray(0, HIDDEN), b * HIDDEN);
+      state.set(stream.state.subarray(HIDDEN), (size + b) * HIDDEN);
+      this.#stats.waitMs += gathered - window.queuedAt;
     });
     const started = performance.now();
     try {
       const { probabilities, stateN: next } = this.#engine.run(input, state, size);
       batch.forEach((stream, b) => {
-        stream.state.set(next.subarray(b * 128, (b + 1) * 128), 0);
-        stream.state.set(next.subarray((size + b) * 128, (size + b + 1) * 128), 128);
+        stream.state.set(next.subarray(b * HIDDEN, (b + 1) * HIDDEN), 0);
+        stream.state.set(next.subarray((size + b) * HIDDEN, (size + b + 1) * HIDDEN), HIDDEN);
         stream.settle(probabilities[b]!, this.options.threshold);
       });
       this.#stats.runs++;
@@ -354,7 +356,6 @@ export class SileroVad {
     this.#stats.runMs += performance.now() - started;
     for (const stream of batch) {
       stream.spare.push(stream.queue.shift()!);
-      stream.queuedAt.shift();
       if (stream.queue.length > 0) this.#ready.add(stream);
     }
     if (this.#ready.size > 0 && !this.#closed) this.#schedule(true);

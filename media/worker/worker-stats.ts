@@ -51,7 +51,7 @@ export interface VadTotals {
   droppedWindows: number;
   /** Runs that failed (their windows got no verdict). */
   errors: number;
-  /** Time spent in onnxruntime's runs, ms (on the worker's thread: its CPU, barring preemption). */
+  /** Time spent in Silero's runs, ms (on the worker's thread: its CPU, barring preemption). */
   runMs: number;
   /** What the windows waited for their run (the batch gathering), summed over windows, ms. */
   waitMs: number;
