@@ -10,6 +10,7 @@
 import { EventQueue } from '../event-queue.ts';
 import type { AudioFrame, SttOptions, SttProvider, SttStream, TranscriptEvent } from '../types.ts';
 import { openHttpStream, parseVendorJson, sseEvents, truncatedError, vendorError, type HttpStream } from './http.ts';
+import { multipartBody, type MultipartBody } from './multipart.ts';
 
 export interface OpenAiSpeechToTextOptions {
   baseUrl: string;
@@ -162,15 +163,13 @@ export class OpenAiSttStream implements SttStream {
     }
   }
 
-  #form(audio: Int16Array): FormData {
-    const form = new FormData();
-    form.append('file', new Blob([encodeWav(audio, this.#stt.sampleRate)], { type: 'audio/wav' }), 'utterance.wav');
-    form.append('model', this.#options.model);
+  #form(audio: Int16Array): MultipartBody {
+    const fields: Record<string, string> = { model: this.#options.model };
     // The API takes ISO-639-1 ("en"), the pipeline speaks BCP 47 ("en-US").
     const language = this.#stt.language.split(/[-_]/)[0]?.toLowerCase();
-    if (language) form.append('language', language);
-    if (this.#options.stream) form.append('stream', 'true');
-    return form;
+    if (language) fields.language = language;
+    if (this.#options.stream) fields.stream = 'true';
+    return multipartBody({ name: 'file', filename: 'utterance.wav', contentType: 'audio/wav', data: encodeWav(audio, this.#stt.sampleRate) }, fields);
   }
 
   async #readEvents(stream: HttpStream, current: () => boolean): Promise<string> {
@@ -196,6 +195,8 @@ export class OpenAiSttStream implements SttStream {
   }
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** A canonical 44-byte-header WAV: PCM, mono, 16-bit little-endian. */
 export function encodeWav(samples: Int16Array, sampleRate: number): Uint8Array<ArrayBuffer> {
   const dataBytes = samples.length * 2;
@@ -217,6 +218,7 @@ export function encodeWav(samples: Int16Array, sampleRate: number): Uint8Array<A
   view.setUint16(34, 16, true); // bits per sample
   ascii(36, 'data');
   view.setUint32(40, dataBytes, true);
-  for (let i = 0; i < samples.length; i++) view.setInt16(44 + i * 2, samples[i], true);
+  if (LITTLE_ENDIAN) wav.set(new Uint8Array(samples.buffer, samples.byteOffset, dataBytes), 44);
+  else for (let i = 0; i < samples.length; i++) view.setInt16(44 + i * 2, samples[i], true);
   return wav;
 }

@@ -36,6 +36,8 @@ export interface RecordedRequest {
   path: string;
   headers: IncomingHttpHeaders;
   body: Buffer;
+  /** The client's port: requests that share it came on one (keep-alive) connection. */
+  remotePort: number;
   /** Resolves when the client closed the connection before the reply was complete. */
   closedByClient: Promise<void>;
   json(): Record<string, unknown>;
@@ -61,7 +63,7 @@ export class OpenAiTestServer {
     server.on('request', (req, res) => {
       const parts: Buffer[] = [];
       req.on('data', (part: Buffer) => parts.push(part));
-      req.on('end', () => void vendor.#handle(req.method ?? '', req.url ?? '', req.headers, Buffer.concat(parts), res));
+      req.on('end', () => void vendor.#handle(req.method ?? '', req.url ?? '', req.headers, Buffer.concat(parts), req.socket.remotePort ?? 0, res));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return vendor;
@@ -93,7 +95,7 @@ export class OpenAiTestServer {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  async #handle(method: string, path: string, headers: IncomingHttpHeaders, body: Buffer, res: ServerResponse): Promise<void> {
+  async #handle(method: string, path: string, headers: IncomingHttpHeaders, body: Buffer, remotePort: number, res: ServerResponse): Promise<void> {
     let closedByClient!: () => void;
     const route = ROUTES[path];
     const request: RecordedRequest = {
@@ -102,6 +104,7 @@ export class OpenAiTestServer {
       path,
       headers,
       body,
+      remotePort,
       closedByClient: new Promise<void>((resolve) => (closedByClient = resolve)),
       json: () => JSON.parse(body.toString('utf8')) as Record<string, unknown>,
       form: () => new Response(new Uint8Array(body), { headers: { 'content-type': headers['content-type'] ?? '' } }).formData(),

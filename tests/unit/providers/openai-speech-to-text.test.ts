@@ -125,6 +125,7 @@ describe('OpenAiSpeechToText against a local OpenAI server', () => {
     }
     assert.deepEqual(finals, ['one', '', 'two']);
     assert.equal(server.requests.length, 2);
+    assert.equal(server.requests[1].remotePort, server.requests[0].remotePort, 'the second upload reuses the first one\'s connection');
     assert.deepEqual(await uploadedSamples(server, 0), concat(first));
     assert.deepEqual(await uploadedSamples(server, 1), concat(second));
   });
