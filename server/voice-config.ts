@@ -22,7 +22,7 @@ export interface VoiceConfig {
   bargeInMinMs: number;
   bargeInGraceMs: number;
   preRollMs: number;
-  vad: { engine: 'native' | 'onnx'; threshold: number; minSpeechMs: number; batchWindowMs: number };
+  vad: { engine: 'native' | 'onnx'; nativeWeights: 'auto' | 'f16' | 'f32'; threshold: number; minSpeechMs: number; batchWindowMs: number };
   denoise: 'off' | 'on' | 'auto';
   echoGuard: boolean;
   /** Ordered fallback chains: the first healthy provider serves; `local` is the offline default. */
@@ -55,6 +55,7 @@ export function readVoice(r: EnvReader): VoiceConfig {
     preRollMs: r.int('VAD_PRE_ROLL_MS', 300, 0, 2000),
     vad: {
       engine: r.oneOf('VAD_ENGINE', 'native', ['native', 'onnx'] as const),
+      nativeWeights: r.oneOf('VAD_NATIVE_WEIGHTS', 'auto', ['auto', 'f16', 'f32'] as const),
       threshold: r.int('VAD_THRESHOLD_PERCENT', 50, 1, 99) / 100,
       minSpeechMs: r.int('VAD_MIN_SPEECH_MS', 100, 20, 2000),
       batchWindowMs: r.int('VAD_BATCH_WINDOW_MS', 10, 0, 32),

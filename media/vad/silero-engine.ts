@@ -3,7 +3,8 @@
 // - `native` (the default): media/vad/native/silero_vad.c, the 16 kHz graph's arithmetic written
 //   out in C and called through koffi, with the weights of silero_vad_v5_16k.weights. A run is the
 //   arithmetic and nothing else: no per-node dispatch, no allocation, every weight row read once
-//   per run for the whole batch. Built by scripts/build-native.sh (run by scripts/setup.sh).
+//   per run for the whole batch; float16 copies of the weights where the CPU converts them in
+//   hardware (NativeWeights). Built by scripts/build-native.sh (run by scripts/setup.sh).
 // - `onnx`: any Silero v5 ONNX model through onnxruntime-node (onnx-model.ts): the reference the
 //   native kernel is tested against, and the way to run a model other than the one shipped.
 //
@@ -34,6 +35,8 @@ export type SileroEngineName = 'native' | 'onnx';
 
 export interface SileroEngine {
   readonly name: SileroEngineName;
+  /** The native kernel: the precision of the weights it reads. */
+  readonly weights?: 'f16' | 'f32';
   /** Most windows in one run. */
   readonly maxBatch: number;
   /** One batched forward pass; the results are valid until the next run. */
@@ -86,8 +89,13 @@ export function onnxEngine(modelPath: string, modelSha256: string | null): Siler
   };
 }
 
+type KernelRun<W> = (weights: W, input: Float32Array, state: Float32Array, batch: number, probability: Float32Array, stateOut: Float32Array, scratch: Float32Array) => number;
+
 interface NativeKernel {
-  run: (weights: Float32Array, input: Float32Array, state: Float32Array, batch: number, probability: Float32Array, stateOut: Float32Array, scratch: Float32Array) => number;
+  run: KernelRun<Float32Array>;
+  runHalf: KernelRun<Uint16Array>;
+  packHalf: (weights: Float32Array, half: Uint16Array) => void;
+  halfNative: () => number;
   scratchFloats: (batch: number) => number;
   weightCount: () => number;
   maxBatch: () => number;
@@ -102,6 +110,9 @@ function loadKernel(): NativeKernel {
   const lib = koffi.load(NATIVE_LIBRARY);
   kernel = {
     run: lib.func('int32_t silero_run(const float *weights, const float *input, const float *state, int32_t batch, float *probability, float *state_out, float *scratch)'),
+    runHalf: lib.func('int32_t silero_run_half(const uint16_t *weights, const float *input, const float *state, int32_t batch, float *probability, float *state_out, float *scratch)'),
+    packHalf: lib.func('void silero_pack_half(const float *weights, uint16_t *half)'),
+    halfNative: lib.func('int32_t silero_half_native(void)'),
     scratchFloats: lib.func('int32_t silero_scratch_floats(int32_t batch)'),
     weightCount: lib.func('int32_t silero_weight_count(void)'),
     maxBatch: lib.func('int32_t silero_max_batch(void)'),
@@ -109,8 +120,15 @@ function loadKernel(): NativeKernel {
   return kernel;
 }
 
+/**
+ * Precision of the weights the native kernel reads (the arithmetic is float32 either way). `f16`
+ * halves the bytes a run reads, which in a busy worker is most of its cost (media/vad/README.md);
+ * `auto` takes it where the CPU converts float16 in hardware (x86-64 with F16C, AVX2 and FMA), else `f32`.
+ */
+export type NativeWeights = 'auto' | 'f16' | 'f32';
+
 /** Silero through the native kernel, with the weights file at `weightsPath` (checked against `weightsSha256`). */
-export function nativeEngine(weightsPath: string, weightsSha256: string | null): SileroEngine {
+export function nativeEngine(weightsPath: string, weightsSha256: string | null, precision: NativeWeights = 'auto'): SileroEngine {
   const k = loadKernel();
   const bytes = readChecked(weightsPath, weightsSha256, 'Silero weights');
   const header = bytes.subarray(0, 16);
@@ -121,6 +139,12 @@ export function nativeEngine(weightsPath: string, weightsSha256: string | null):
   // Copied into an aligned array of its own (the file's bytes may start at any offset of a pooled buffer).
   const weights = new Float32Array(count);
   new Uint8Array(weights.buffer).set(bytes.subarray(16));
+  const hardwareHalf = k.halfNative() === 1;
+  if (precision === 'f16' && !hardwareHalf) {
+    throw new Error('float16 Silero weights need a CPU that converts float16 in hardware (x86-64: F16C, AVX2 and FMA); this one does not: use f32 or auto');
+  }
+  const half = precision === 'f16' || (precision === 'auto' && hardwareHalf) ? new Uint16Array(count) : null;
+  if (half) k.packHalf(weights, half);
   const maxBatch = k.maxBatch();
   let capacity = 0;
   let scratch = new Float32Array(0);
@@ -128,6 +152,7 @@ export function nativeEngine(weightsPath: string, weightsSha256: string | null):
   let stateN = new Float32Array(0);
   return {
     name: 'native',
+    weights: half ? 'f16' : 'f32',
     maxBatch,
     run(input, state, size) {
       if (size > capacity) {
@@ -138,7 +163,7 @@ export function nativeEngine(weightsPath: string, weightsSha256: string | null):
       }
       const p = probabilities.subarray(0, size);
       const s = stateN.subarray(0, 2 * size * HIDDEN);
-      const rc = k.run(weights, input, state, size, p, s, scratch);
+      const rc = half ? k.runHalf(half, input, state, size, p, s, scratch) : k.run(weights, input, state, size, p, s, scratch);
       if (rc !== 0) throw new Error(`silero_run failed (${rc}) for a batch of ${size}`);
       return { probabilities: p, stateN: s };
     },

@@ -20,7 +20,7 @@
 import { fileURLToPath } from 'node:url';
 import {
   CONTEXT_SAMPLES as CONTEXT, HIDDEN, INPUT_SAMPLES as INPUT, nativeEngine, onnxEngine, SILERO_V5_16K_WEIGHTS, SILERO_V5_16K_WEIGHTS_SHA256, WINDOW_SAMPLES as WINDOW,
-  type SileroEngine, type SileroEngineName,
+  type NativeWeights, type SileroEngine, type SileroEngineName,
 } from './silero-engine.ts';
 
 /** Silero v5 as shipped in @ricky0123/vad-web 0.0.31 (see README.md here): 8 and 16 kHz, input `sr`. */
@@ -59,6 +59,8 @@ export interface SileroVadOptions {
   /** The weights file (engine `native`), and its expected sha256 or null. */
   weightsPath: string;
   weightsSha256: string | null;
+  /** Precision of the weights the native kernel reads (silero-engine.ts): `auto` = f16 where the CPU converts it in hardware. */
+  nativeWeights: NativeWeights;
   /** Window probability above which Silero says speech. */
   threshold: number;
   /** Most sessions with a stream at once; beyond it `acquire()` says no and they fall back to energy. */
@@ -85,6 +87,7 @@ export const DEFAULT_SILERO_VAD_OPTIONS: SileroVadOptions = {
   modelSha256: SILERO_V5_16K_SHA256,
   weightsPath: SILERO_V5_16K_WEIGHTS,
   weightsSha256: SILERO_V5_16K_WEIGHTS_SHA256,
+  nativeWeights: 'auto',
   threshold: 0.5,
   maxStreams: 2000,
   maxBatch: 128,
@@ -207,7 +210,8 @@ export class SileroVad {
     }
     if (o.batchWindowMs > MAX_BATCH_WINDOW_MS) throw new RangeError(`batchWindowMs must be at most ${MAX_BATCH_WINDOW_MS}`);
     if (o.engine !== 'native' && o.engine !== 'onnx') throw new RangeError(`engine must be native or onnx, not ${String(o.engine)}`);
-    const engine = o.engine === 'native' ? nativeEngine(o.weightsPath, o.weightsSha256) : onnxEngine(o.modelPath, o.modelSha256);
+    if (!['auto', 'f16', 'f32'].includes(o.nativeWeights)) throw new RangeError(`nativeWeights must be auto, f16 or f32, not ${String(o.nativeWeights)}`);
+    const engine = o.engine === 'native' ? nativeEngine(o.weightsPath, o.weightsSha256, o.nativeWeights) : onnxEngine(o.modelPath, o.modelSha256);
     if (o.maxBatch > engine.maxBatch) throw new RangeError(`maxBatch must be at most ${engine.maxBatch} with the ${engine.name} engine`);
     return new SileroVad(engine, o);
   }
@@ -257,8 +261,13 @@ export class SileroVad {
     this.#engine.dispose();
   }
 
+  /** What runs the model: `native/f16`, `native/f32` or `onnx`. */
+  get engine(): string {
+    return this.#engine.weights ? `${this.#engine.name}/${this.#engine.weights}` : this.#engine.name;
+  }
+
   toJSON() {
-    return { ...this.#stats, streams: this.#streams.size, threshold: this.options.threshold, lastError: this.lastError };
+    return { ...this.#stats, streams: this.#streams.size, threshold: this.options.threshold, engine: this.engine, lastError: this.lastError };
   }
 
   /** A completed window of `stream` (called by SileroStream). */

@@ -18,7 +18,12 @@ export function workerSilero(): SileroVad | null {
 
 /** Loads what the worker's sessions will need, so the first session does not wait for it. */
 export async function prepareVad(config: VoiceConfig): Promise<void> {
-  silero ??= await SileroVad.load({ engine: config.vad.engine, threshold: config.vad.threshold, batchWindowMs: config.vad.batchWindowMs });
+  silero ??= await SileroVad.load({
+    engine: config.vad.engine,
+    nativeWeights: config.vad.nativeWeights,
+    threshold: config.vad.threshold,
+    batchWindowMs: config.vad.batchWindowMs,
+  });
   if (config.denoise !== 'off') rnnoise ??= await loadRnnoiseRuntime();
 }
 

@@ -56,21 +56,40 @@ int32_t silero_max_batch(void) { return MAX_BATCH; }
 #endif
 
 /*
+ * Weights come in two precisions: the file's float32, or float16 copies of them (silero_pack_half)
+ * that halve what a run reads. In a busy media worker the weights are out of the cache at every
+ * run, so a run's cost is mostly the time to read 1.2 MB (float32) or 0.6 MB (float16); the
+ * arithmetic is float32 either way. `half` is a constant once inlined: each entry point below
+ * compiles its own copy of the network.
+ */
+#define W(ptr, idx, half) ((half) ? (float)((const _Float16 *)(ptr))[idx] : ((const float *)(ptr))[idx])
+
+/*
  * `rows` rows (1-4) of out[r][o] = bias[o] + sum_i in[r][i] w[i][o], for the 16 outputs o0..o0+15
  * whose weights are `panel` ([k][16]): the accumulators stay in registers, each input value is
  * broadcast against 16 weights, and there is no horizontal sum. `rows` is a constant once inlined.
  */
-static inline __attribute__((always_inline)) void block(const float *restrict panel, const float *restrict bias, const float *restrict in,
-                                                        int rows, int k, int n, int o0, float *restrict out, int relu) {
+static inline __attribute__((always_inline)) void block(const void *restrict panel, const void *restrict bias, const float *restrict in,
+                                                        int rows, int k, int n, int o0, float *restrict out, int relu, int half) {
   float acc[4][LANES];
   for (int r = 0; r < rows; r++)
-    for (int j = 0; j < LANES; j++) acc[r][j] = bias[o0 + j];
+    for (int j = 0; j < LANES; j++) acc[r][j] = W(bias, o0 + j, half);
   for (int i = 0; i < k; i++) {
-    const float *wr = panel + (size_t)i * LANES;
-    for (int r = 0; r < rows; r++) {
-      const float x = in[(size_t)r * k + i];
+    /* Two loops rather than one through a converted copy: GCC then keeps `acc` in registers. */
+    if (half) {
+      const _Float16 *wr = (const _Float16 *)panel + (size_t)i * LANES;
+      for (int r = 0; r < rows; r++) {
+        const float x = in[(size_t)r * k + i];
 #pragma omp simd
-      for (int j = 0; j < LANES; j++) acc[r][j] += x * wr[j];
+        for (int j = 0; j < LANES; j++) acc[r][j] += x * (float)wr[j];
+      }
+    } else {
+      const float *wr = (const float *)panel + (size_t)i * LANES;
+      for (int r = 0; r < rows; r++) {
+        const float x = in[(size_t)r * k + i];
+#pragma omp simd
+        for (int j = 0; j < LANES; j++) acc[r][j] += x * wr[j];
+      }
     }
   }
   for (int r = 0; r < rows; r++)
@@ -78,19 +97,86 @@ static inline __attribute__((always_inline)) void block(const float *restrict pa
 }
 
 /* out[rows][n] = in[rows][k] x w + bias (w in panels, n a multiple of 16), then ReLU if asked. */
-SIMD_CLONES static void linear(const float *restrict w, const float *restrict bias, const float *restrict in, int rows, int k, int n,
-                               float *restrict out, int relu) {
+static inline __attribute__((always_inline)) void linear_any(const void *restrict w, const void *restrict bias, const float *restrict in, int rows,
+                                                             int k, int n, float *restrict out, int relu, int half) {
   for (int o0 = 0; o0 < n; o0 += LANES) {
-    const float *panel = w + (size_t)o0 * k;
+    const void *panel = half ? (const void *)((const _Float16 *)w + (size_t)o0 * k) : (const void *)((const float *)w + (size_t)o0 * k);
     int r = 0;
-    for (; r + 4 <= rows; r += 4) block(panel, bias, in + (size_t)r * k, 4, k, n, o0, out + (size_t)r * n, relu);
+    for (; r + 4 <= rows; r += 4) block(panel, bias, in + (size_t)r * k, 4, k, n, o0, out + (size_t)r * n, relu, half);
     switch (rows - r) {
-      case 3: block(panel, bias, in + (size_t)r * k, 3, k, n, o0, out + (size_t)r * n, relu); break;
-      case 2: block(panel, bias, in + (size_t)r * k, 2, k, n, o0, out + (size_t)r * n, relu); break;
-      case 1: block(panel, bias, in + (size_t)r * k, 1, k, n, o0, out + (size_t)r * n, relu); break;
+      case 3: block(panel, bias, in + (size_t)r * k, 3, k, n, o0, out + (size_t)r * n, relu, half); break;
+      case 2: block(panel, bias, in + (size_t)r * k, 2, k, n, o0, out + (size_t)r * n, relu, half); break;
+      case 1: block(panel, bias, in + (size_t)r * k, 1, k, n, o0, out + (size_t)r * n, relu, half); break;
       default: break;
     }
   }
+}
+
+SIMD_CLONES static void linear_f32(const float *restrict w, const float *restrict bias, const float *restrict in, int rows, int k, int n,
+                                   float *restrict out, int relu) {
+  linear_any(w, bias, in, rows, k, n, out, relu, 0);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/*
+ * Float16 weights on x86-64, used only where silero_half_native() says the CPU has F16C, AVX2 and
+ * FMA. Written with intrinsics: GCC converts _Float16 one element at a time, not 8 per instruction.
+ * Same blocking as block(): 4 rows x 16 outputs of accumulators in 8 registers.
+ */
+#include <immintrin.h>
+#define F16C_TARGET __attribute__((target("avx2,fma,f16c")))
+
+static inline __attribute__((always_inline)) F16C_TARGET __m256 load_half8(const uint16_t *p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __attribute__((always_inline)) F16C_TARGET void block_f16(const uint16_t *restrict panel, __m256 b0, __m256 b1,
+                                                                         const float *restrict in, int rows, int k, int n, float *restrict out,
+                                                                         int relu) {
+  __m256 lo[4], hi[4];
+  for (int r = 0; r < rows; r++) lo[r] = b0, hi[r] = b1;
+  for (int i = 0; i < k; i++) {
+    const __m256 w0 = load_half8(panel + (size_t)i * LANES), w1 = load_half8(panel + (size_t)i * LANES + 8);
+    for (int r = 0; r < rows; r++) {
+      const __m256 x = _mm256_broadcast_ss(in + (size_t)r * k + i);
+      lo[r] = _mm256_fmadd_ps(x, w0, lo[r]);
+      hi[r] = _mm256_fmadd_ps(x, w1, hi[r]);
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  for (int r = 0; r < rows; r++) {
+    _mm256_storeu_ps(out + (size_t)r * n, relu ? _mm256_max_ps(lo[r], zero) : lo[r]);
+    _mm256_storeu_ps(out + (size_t)r * n + 8, relu ? _mm256_max_ps(hi[r], zero) : hi[r]);
+  }
+}
+
+F16C_TARGET static void linear_f16(const uint16_t *restrict w, const uint16_t *restrict bias, const float *restrict in, int rows, int k, int n,
+                                   float *restrict out, int relu) {
+  for (int o0 = 0; o0 < n; o0 += LANES) {
+    const uint16_t *panel = w + (size_t)o0 * k;
+    const __m256 b0 = load_half8(bias + o0), b1 = load_half8(bias + o0 + 8);
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) block_f16(panel, b0, b1, in + (size_t)r * k, 4, k, n, out + (size_t)r * n + o0, relu);
+    switch (rows - r) {
+      case 3: block_f16(panel, b0, b1, in + (size_t)r * k, 3, k, n, out + (size_t)r * n + o0, relu); break;
+      case 2: block_f16(panel, b0, b1, in + (size_t)r * k, 2, k, n, out + (size_t)r * n + o0, relu); break;
+      case 1: block_f16(panel, b0, b1, in + (size_t)r * k, 1, k, n, out + (size_t)r * n + o0, relu); break;
+      default: break;
+    }
+  }
+}
+#else
+/* Portable float16 path (GCC's _Float16); silero_half_native() keeps it unused. */
+static void linear_f16(const uint16_t *restrict w, const uint16_t *restrict bias, const float *restrict in, int rows, int k, int n,
+                       float *restrict out, int relu) {
+  linear_any(w, bias, in, rows, k, n, out, relu, 1);
+}
+#endif
+
+/* The layer whose weights start at `w_at` and bias at `b_at`, in the weights' precision. */
+static void linear(const void *weights, int half, int w_at, int b_at, const float *in, int rows, int k, int n, float *out, int relu) {
+  if (half) linear_f16((const uint16_t *)weights + w_at, (const uint16_t *)weights + b_at, in, rows, k, n, out, relu);
+  else linear_f32((const float *)weights + w_at, (const float *)weights + b_at, in, rows, k, n, out, relu);
 }
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -100,8 +186,7 @@ int32_t silero_scratch_floats(int32_t batch) {
   return batch * (FRAMES * (256 + PAD(258) + BINS + 387 + 128) + 2 * (384 + 64) + 64 + 128 + 256 + 512);
 }
 
-/* Returns 0, or -1 when batch is out of range. `scratch`: silero_scratch_floats(batch) floats. */
-int32_t silero_run(const float *restrict weights, const float *restrict input, const float *restrict state, int32_t batch,
+static int32_t run(const void *weights, int half, const float *restrict input, const float *restrict state, int32_t batch,
                    float *restrict probability, float *restrict state_out, float *restrict scratch) {
   if (batch < 1 || batch > MAX_BATCH) return -1;
   const int steps = batch * FRAMES;
@@ -125,7 +210,7 @@ int32_t silero_run(const float *restrict weights, const float *restrict input, c
     for (int p = 0; p < 64; p++) padded[WINDOW + p] = x[WINDOW - 2 - p];
     for (int f = 0; f < FRAMES; f++) memcpy(frames[b * FRAMES + f], padded + f * HOP, sizeof(float) * 256);
   }
-  linear(weights + STFT_W, weights + STFT_B, &frames[0][0], steps, 256, PAD(258), &spectrum[0][0], 0);
+  linear(weights, half, STFT_W, STFT_B, &frames[0][0], steps, 256, PAD(258), &spectrum[0][0], 0);
   for (int r = 0; r < steps; r++)
     for (int j = 0; j < BINS; j++) magnitude[r][j] = sqrtf(spectrum[r][j] * spectrum[r][j] + spectrum[r][BINS + j] * spectrum[r][BINS + j]);
 
@@ -138,7 +223,7 @@ int32_t silero_run(const float *restrict weights, const float *restrict input, c
         if (s < 0 || s >= FRAMES) memset(dst, 0, sizeof(float) * BINS);
         else memcpy(dst, magnitude[b * FRAMES + s], sizeof(float) * BINS);
       }
-  linear(weights + ENC0_W, weights + ENC0_B, &cols0[0][0], steps, 387, 128, &enc0[0][0], 1);
+  linear(weights, half, ENC0_W, ENC0_B, &cols0[0][0], steps, 387, 128, &enc0[0][0], 1);
 
   /* enc1: out step t (0, 1) reads steps 2t-1, 2t, 2t+1. */
   for (int b = 0; b < batch; b++)
@@ -149,24 +234,24 @@ int32_t silero_run(const float *restrict weights, const float *restrict input, c
         if (s < 0) memset(dst, 0, sizeof(float) * 128);
         else memcpy(dst, enc0[b * FRAMES + s], sizeof(float) * 128);
       }
-  linear(weights + ENC1_W, weights + ENC1_B, &cols1[0][0], batch * 2, 384, 64, &enc1[0][0], 1);
+  linear(weights, half, ENC1_W, ENC1_B, &cols1[0][0], batch * 2, 384, 64, &enc1[0][0], 1);
 
   /* enc2: its two live taps read steps 0 and 1, which lie next to each other: [batch][128]. */
-  linear(weights + ENC2_W, weights + ENC2_B, &enc1[0][0], batch, 128, 64, &enc2[0][0], 1);
+  linear(weights, half, ENC2_W, ENC2_B, &enc1[0][0], batch, 128, 64, &enc2[0][0], 1);
 
   /* enc3 (centre tap), then the LSTM's input: [x, h]. */
-  linear(weights + ENC3_W, weights + ENC3_B, &enc2[0][0], batch, 64, 128, &enc3[0][0], 1);
+  linear(weights, half, ENC3_W, ENC3_B, &enc2[0][0], batch, 64, 128, &enc3[0][0], 1);
   for (int b = 0; b < batch; b++) {
     memcpy(xh[b], enc3[b], sizeof(float) * HIDDEN);
     memcpy(xh[b] + HIDDEN, state + (size_t)b * HIDDEN, sizeof(float) * HIDDEN);
   }
-  linear(weights + LSTM_W, weights + LSTM_B, &xh[0][0], batch, 256, 512, &gates[0][0], 0);
+  linear(weights, half, LSTM_W, LSTM_B, &xh[0][0], batch, 256, 512, &gates[0][0], 0);
 
   const float *c = state + (size_t)batch * HIDDEN;
   float *h_out = state_out, *c_out = state_out + (size_t)batch * HIDDEN;
   for (int b = 0; b < batch; b++) {
     const float *g = gates[b];
-    float logit = weights[HEAD_B];
+    float logit = W(weights, HEAD_B, half);
     for (int u = 0; u < HIDDEN; u++) {
       const float i = sigmoid(g[u]), o = sigmoid(g[HIDDEN + u]), f = sigmoid(g[2 * HIDDEN + u]);
       const float cand = 2.0f * sigmoid(2.0f * g[3 * HIDDEN + u]) - 1.0f; /* tanh */
@@ -174,9 +259,45 @@ int32_t silero_run(const float *restrict weights, const float *restrict input, c
       const float h = o * (2.0f * sigmoid(2.0f * cell) - 1.0f);
       c_out[(size_t)b * HIDDEN + u] = cell;
       h_out[(size_t)b * HIDDEN + u] = h;
-      if (h > 0.0f) logit += weights[HEAD_W + u] * h; /* the head reads ReLU(h) */
+      if (h > 0.0f) logit += W(weights, HEAD_W + u, half) * h; /* the head reads ReLU(h) */
     }
     probability[b] = sigmoid(logit);
   }
   return 0;
+}
+
+/*
+ * Returns 0, or -1 when batch is out of range. `weights`: the file's float32 (silero_run) or their
+ * float16 copies (silero_run_half); `scratch`: silero_scratch_floats(batch) floats.
+ */
+int32_t silero_run(const float *restrict weights, const float *restrict input, const float *restrict state, int32_t batch,
+                               float *restrict probability, float *restrict state_out, float *restrict scratch) {
+  return run(weights, 0, input, state, batch, probability, state_out, scratch);
+}
+
+int32_t silero_run_half(const uint16_t *restrict weights, const float *restrict input, const float *restrict state, int32_t batch,
+                                    float *restrict probability, float *restrict state_out, float *restrict scratch) {
+  return run(weights, 1, input, state, batch, probability, state_out, scratch);
+}
+
+/* The float16 copies of `weights` (WEIGHT_COUNT of each), rounded to nearest. */
+void silero_pack_half(const float *restrict weights, uint16_t *restrict half) {
+  for (int i = 0; i < WEIGHT_COUNT; i++) {
+    const _Float16 h = (_Float16)weights[i];
+    memcpy(&half[i], &h, sizeof h);
+  }
+}
+
+/*
+ * 1 when silero_run_half converts float16 in hardware (x86-64 with F16C, AVX2 and FMA, as x86-64-v3
+ * and v4 have). 0 elsewhere: the float32 weights are then the faster choice, and the only one
+ * media/vad/silero-engine.ts allows.
+ */
+int32_t silero_half_native(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return 0;
+#endif
 }

@@ -1,5 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { DEFAULT_SILERO_VAD_OPTIONS, SILERO_V5_16K_MODEL, SILERO_V5_MODEL, SILERO_V5_SHA256, SileroVad, type SileroStream } from '../../../media/vad/silero-vad.ts';
 import { VoiceActivity, type VoiceActivityDecision, type VoiceActivityOptions } from '../../../media/vad/voice-activity.ts';
 import type { FrameDenoiser } from '../../../media/denoise/rnnoise-denoiser.ts';
@@ -248,6 +249,13 @@ describe('VoiceActivity', () => {
   });
 });
 
+/** What silero_half_native() should say, read independently: x86-64 (Linux) with F16C, AVX2 and FMA. */
+function cpuHasHardwareHalf(): boolean {
+  if (process.arch !== 'x64') return false;
+  const flags = new Set(/^flags\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(/\s+/) ?? []);
+  return flags.has('f16c') && flags.has('avx2') && flags.has('fma');
+}
+
 describe('SileroVad', () => {
   it('refuses a model that is not the one expected, a missing one, and thresholds out of range', async () => {
     await assert.rejects(SileroVad.load({ engine: 'onnx', modelSha256: '0'.repeat(64) }), /sha256/);
@@ -256,6 +264,7 @@ describe('SileroVad', () => {
     await assert.rejects(SileroVad.load({ weightsPath: '/nonexistent/silero.weights' }), /not readable/);
     await assert.rejects(SileroVad.load({ weightsPath: SILERO_V5_16K_MODEL, weightsSha256: null }), /not a Silero weights file/);
     await assert.rejects(SileroVad.load({ engine: 'tflite' as never }), RangeError);
+    await assert.rejects(SileroVad.load({ nativeWeights: 'bf16' as never }), RangeError);
     await assert.rejects(SileroVad.load({ maxBatch: 129 }), /at most 128 with the native engine/);
     await assert.rejects(SileroVad.load({ threshold: 1 }), RangeError);
     await assert.rejects(SileroVad.load({ threshold: 0.1 }), RangeError);
@@ -359,11 +368,25 @@ describe('SileroVad', () => {
     };
     const original = await probabilities(await SileroVad.load({ engine: 'onnx', modelPath: SILERO_V5_MODEL, modelSha256: SILERO_V5_SHA256 }));
     assert.ok(original.length > 200, `${original.length} windows`);
-    for (const engine of ['onnx', 'native'] as const) {
-      const derived = await probabilities(await SileroVad.load({ engine }));
-      assert.equal(derived.length, original.length, engine);
+    const compare = (name: string, derived: number[], tolerance: number): void => {
+      assert.equal(derived.length, original.length, name);
       const worst = Math.max(...derived.map((p, w) => Math.abs(p - original[w]!)));
-      assert.ok(worst < 1e-4, `${engine}: largest difference ${worst}`);
+      assert.ok(worst < tolerance, `${name}: largest difference ${worst}`);
+      const flipped = derived.filter((p, w) => p > 0.5 !== original[w]! > 0.5).length;
+      assert.equal(flipped, 0, `${name}: windows on the other side of the 0.5 threshold`);
+    };
+    compare('onnx', await probabilities(await SileroVad.load({ engine: 'onnx' })), 1e-4);
+    compare('native/f32', await probabilities(await SileroVad.load({ engine: 'native', nativeWeights: 'f32' })), 1e-4);
+    // Float16 weights (the default where the CPU converts float16 in hardware): 11-bit mantissas,
+    // ~2e-4 from the original here.
+    const defaultVad = await SileroVad.load();
+    if (cpuHasHardwareHalf()) {
+      assert.equal(defaultVad.engine, 'native/f16');
+      compare('native/f16', await probabilities(defaultVad), 1e-3);
+    } else {
+      assert.equal(defaultVad.engine, 'native/f32');
+      await defaultVad.close();
+      await assert.rejects(SileroVad.load({ nativeWeights: 'f16' }), /F16C/);
     }
     assert.ok(Math.max(...original) > 0.9 && Math.min(...original) < 0.1, 'speech and non-speech both present');
   });
