@@ -6,6 +6,9 @@
 // steps: "talking" and "silent" clients in stt_tts mode, and a "baseline" of silent clients in echo
 // mode (receive, decode, energy endpointing: the foundation). Pipeline CPU = stt_tts row - baseline.
 //
+// Before the measured steps, a short throwaway talking step compiles the pipeline's code paths
+// (the server's warm-up step runs echo mode only), so the first talking step does not pay for the JIT.
+//
 // Turns are detected but not answered: STT is a loopback stub (bench/stt-stub.ts) that returns an
 // empty transcript at once. With the local recogniser, every looping client's turn would queue for
 // its worker's single pocketsphinx decoder, and the figures would measure that queue rather than
@@ -14,13 +17,16 @@
 //
 //   BENCH_PIPELINE=1                   1: after the echo steps; 0: skip; only: skip the echo steps
 //   BENCH_PIPELINE_SESSIONS=20         size of the talking, silent and baseline steps (BENCH_QUICK: 10);
+//   BENCH_PIPELINE_PAIRS=3             talking/baseline pairs at that size (BENCH_QUICK: 1): the pipeline
+//                                      figure is the median of the pairs' differences (later pairs run
+//                                      baseline first, so the order of the two does not bias it)
 //   BENCH_PIPELINE_SEARCH=10,20,30,40,60,80,100,120,160,200   session counts the search may try: from
 //                                      the talking step up while steps pass (down while they fail)
 //   BENCH_PIPELINE_MAX_STEPS=6         most search steps besides the talking step (BENCH_QUICK: 1)
 //   BENCH_PIPELINE_DURATION_S=10       steady window per step (BENCH_QUICK: 5)
 //   BENCH_PIPELINE_SILENCE_MS=1500     silence after each utterance of a talking client
 //   BENCH_PIPELINE_ANSWER_SESSIONS=10  sessions of the answering step, 0 = skip (BENCH_QUICK: 4)
-//   BENCH_PIPELINE_LIMIT_S=240         time for all of it (BENCH_QUICK: 150); search steps and contention
+//   BENCH_PIPELINE_LIMIT_S=360         time for all of it (BENCH_QUICK: 150); search steps and contention
 //                                      repeats that would not fit are not run
 //   BENCH_PIPELINE_QUIET_WAIT_S=20     like BENCH_QUIET_WAIT_S, for these steps (BENCH_QUICK: 5)
 import { performance } from 'node:perf_hooks';
@@ -34,6 +40,8 @@ import { describeRow, LAG_LIMIT_MS, worstLag } from './pipeline-report.ts';
 import { SATURATED_PERCENT, type StepResult } from './report.ts';
 import type { SttStub } from './stt-stub.ts';
 
+/** Sessions of the throwaway talking step that compiles the pipeline's code before the measured steps. */
+const WARM_UP_SESSIONS = 4;
 /** A client that waits for the answer before it speaks again: the rule agent's fallback answer is ~6 s of speech. */
 const ANSWERING_SILENCE_MS = 8000;
 /** Time kept for the answering step (server start, one loop of settle, window, teardown) when the search is cut. */
@@ -44,6 +52,7 @@ const SEARCH_RESERVE_S = 60;
 export interface PipelineOptions {
   run: 'after' | 'off' | 'only';
   sessions: number;
+  pairs: number;
   search: number[];
   maxSearchSteps: number;
   durationS: number;
@@ -103,19 +112,20 @@ export function readPipelineOptions(env: NodeJS.ProcessEnv, quick: boolean): Pip
   return {
     run: run === '0' ? 'off' : run === 'only' ? 'only' : 'after',
     sessions: Math.floor(number('BENCH_PIPELINE_SESSIONS', quick ? 10 : 20, 1, 2000)),
+    pairs: Math.floor(number('BENCH_PIPELINE_PAIRS', quick ? 1 : 3, 1, 9)),
     search,
     maxSearchSteps: Math.floor(number('BENCH_PIPELINE_MAX_STEPS', quick ? 1 : 6, 0, 50)),
     durationS: number('BENCH_PIPELINE_DURATION_S', quick ? 5 : 10, 1, 600),
     silenceMs: number('BENCH_PIPELINE_SILENCE_MS', 1500, 600, 20_000),
     answerSessions: Math.floor(number('BENCH_PIPELINE_ANSWER_SESSIONS', quick ? 4 : 10, 0, 500)),
-    limitS: number('BENCH_PIPELINE_LIMIT_S', quick ? 150 : 240, 10, 3600),
+    limitS: number('BENCH_PIPELINE_LIMIT_S', quick ? 150 : 360, 10, 3600),
     quietWaitS: number('BENCH_PIPELINE_QUIET_WAIT_S', quick ? 5 : 20, 0, 600),
   };
 }
 
 /** Most steps the pipeline part may run (for the runner's watchdog). */
 export function maxPipelineSteps(p: PipelineOptions): number {
-  return p.run === 'off' ? 0 : 3 + p.maxSearchSteps + (p.answerSessions > 0 ? 1 : 0);
+  return p.run === 'off' ? 0 : 2 + 2 * p.pairs + p.maxSearchSteps + (p.answerSessions > 0 ? 1 : 0);
 }
 
 export async function newPipelineResult(p: PipelineOptions): Promise<PipelineResult> {
@@ -148,23 +158,38 @@ export async function runListeningSteps(
   const silent: LoadProfile = { label: 'silent', mode: 'stt_tts', audio: { kind: 'silent' } };
   const baseline: LoadProfile = { label: 'baseline', mode: 'echo', audio: { kind: 'silent' } };
   const answeringReserveS = p.answerSessions > 0 ? ANSWERING_RESERVE_S : 0;
-  const measure = async (n: number, profile: LoadProfile, retryDeadline: number): Promise<{ row: StepResult; seconds: number }> => {
+  const measure = async (n: number, profile: LoadProfile, retryDeadline: number, pair?: number): Promise<{ row: StepResult; seconds: number }> => {
     const started = performance.now();
-    log(`pipeline step: ${n} ${profile.label} sessions (${profile.mode} mode)`);
+    log(`pipeline step: ${n} ${profile.label} sessions (${profile.mode} mode)${pair ? `, pair ${pair}` : ''}`);
     const options = profile.audio.kind === 'talking' ? talkingOptions : quietOptions;
     const row = await runRetried(server, n, options, base.contentionRetries, rssIdleBytes, log, profile, retryDeadline);
+    if (pair) row.pair = pair;
     result.rows.push(row);
     result.sttStub = { requests: stub.requests, uploadBytes: stub.uploadBytes };
     log(describeRow(row, server.mediaWorkers, result.talkingLoop.sileroLeaseShare));
     return { row, seconds: (performance.now() - started) / 1000 };
   };
 
+  log(`pipeline warm-up: ${WARM_UP_SESSIONS} talking sessions, one loop (not measured)`);
+  await runStep(server, WARM_UP_SESSIONS, { ...talkingOptions, durationS: 1, quietWaitS: 0 }, 0, log, talking);
+
   const firstRetryDeadline = deadline - (answeringReserveS + SEARCH_RESERVE_S) * 1000;
-  const first = await measure(p.sessions, talking, firstRetryDeadline);
+  const first = await measure(p.sessions, talking, firstRetryDeadline, 1);
   const search = result.search;
   record(search, first.row);
   await measure(p.sessions, silent, firstRetryDeadline);
-  await measure(p.sessions, baseline, firstRetryDeadline);
+  await measure(p.sessions, baseline, firstRetryDeadline, 1);
+  // Further pairs, baseline first: a drift of the box (or of the server's heap) over the steps then
+  // weighs on the two sides alike. A pair that would not fit before the deadline is not started.
+  for (let pair = 2; pair <= p.pairs; pair++) {
+    const pairS = 2 * Math.max(first.seconds, 1);
+    if (performance.now() + (pairS + answeringReserveS + SEARCH_RESERVE_S) * 1000 > deadline) {
+      log(`  pairs: ${pair - 1} of ${p.pairs} (time limit)`);
+      break;
+    }
+    await measure(p.sessions, baseline, firstRetryDeadline, pair);
+    await measure(p.sessions, talking, firstRetryDeadline, pair);
+  }
 
   // From the talking step: up while steps pass, or down while they fail, until a pass sits below a failure.
   const up = search.steps[0]!.pass;

@@ -5,6 +5,8 @@ export interface StepResult {
   sessions: number;
   /** The load (bench/step.ts LoadProfile): "echo" (echo mode), or the pipeline steps "talking", "silent", "baseline", "answering" (bench/pipeline.ts). */
   load: string;
+  /** Pipeline steps: the talking/baseline pair this row belongs to (1, 2, ...), none for the others. */
+  pair?: number;
   /** The server echoed utterances (BENCH_ECHO unset or 1); without echo there is no round trip to measure. */
   echo: boolean;
   /** Clients that reached "listening" (the figures are per these). */
