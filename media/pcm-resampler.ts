@@ -1,9 +1,11 @@
 /**
- * Streaming mono resampler for agent speech (TTS output at 16, 22.05 or 24 kHz -> the 16 kHz
- * outbound path). Linear interpolation, preceded when downsampling by a short moving-average
+ * Streaming mono resampler for speech: agent audio (TTS or speech-to-speech output at 16, 22.05 or
+ * 24 kHz -> the 16 kHz outbound path) and the user's 16 kHz audio raised to the 24 kHz of the
+ * OpenAI Realtime API. Linear interpolation, preceded when downsampling by a short moving-average
  * low-pass so the band above the new Nyquist does not fold back as hiss. Enough for speech that
- * is about to be Opus-coded at 16 kHz; not a hi-fi converter. Keeps its phase across chunks, so
- * chunk boundaries do not click.
+ * is about to be Opus-coded or recognised; not a hi-fi converter. Keeps its phase across chunks,
+ * so chunk boundaries do not click. (RNNoise's 16 <-> 48 kHz round trip uses speex instead, see
+ * media/denoise/rnnoise-denoiser.ts: there the quality of the filter matters.)
  */
 export class PcmResampler {
   readonly fromRate: number;

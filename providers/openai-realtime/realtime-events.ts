@@ -152,38 +152,3 @@ export function decodePcm16(base64: string): Int16Array {
   // slice() copies into a fresh, aligned buffer (pooled Buffers may start at an odd offset).
   return new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + (bytes.length & ~1)));
 }
-
-/**
- * Streaming linear interpolation, continuous across frames. Enough to raise 16 kHz speech to
- * 24 kHz (nothing above the old Nyquist to alias); lowering a rate this way aliases.
- */
-export class LinearResampler {
-  readonly #step: number;
-  // Input position of the next output sample, relative to the next frame's first sample; in
-  // [-1, 0) it falls between the previous frame's last sample and the next frame's first.
-  #position = 0;
-  #previous = 0;
-
-  constructor(
-    readonly inputRate: number,
-    readonly outputRate: number,
-  ) {
-    this.#step = inputRate / outputRate;
-  }
-
-  process(input: Int16Array): Int16Array {
-    const n = input.length;
-    if (n === 0) return input;
-    const out = new Int16Array(Math.ceil((n - this.#position) / this.#step) + 1);
-    let count = 0;
-    let t = this.#position;
-    for (; t < n - 1; t += this.#step) {
-      const i = Math.floor(t);
-      const a = i < 0 ? this.#previous : input[i];
-      out[count++] = Math.round(a + (input[i + 1] - a) * (t - i));
-    }
-    this.#position = t - n;
-    this.#previous = input[n - 1];
-    return out.subarray(0, count);
-  }
-}

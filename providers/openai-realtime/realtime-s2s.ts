@@ -11,7 +11,8 @@ import { EventQueue } from '../event-queue.ts';
 import { isAbort, ProviderError } from '../types.ts';
 import type { AudioFrame, S2sEvent, S2sOptions, S2sProvider, S2sSession } from '../types.ts';
 import * as wire from './realtime-events.ts';
-import { LinearResampler, REALTIME_SAMPLE_RATE, type ClientEvent, type RealtimeError, type ServerEvent } from './realtime-events.ts';
+import { REALTIME_SAMPLE_RATE, type ClientEvent, type RealtimeError, type ServerEvent } from './realtime-events.ts';
+import { PcmResampler } from '../../media/pcm-resampler.ts';
 
 export interface OpenAiRealtimeS2sOptions {
   apiKey: string;
@@ -95,7 +96,7 @@ class RealtimeS2sSession implements S2sSession {
   readonly #connectTimer: NodeJS.Timeout;
   #state: 'connecting' | 'open' | 'closed' = 'connecting';
   #settleReady!: { resolve: () => void; reject: (error: unknown) => void };
-  #resampler: LinearResampler | undefined;
+  #resampler: PcmResampler | undefined;
   #pendingInput: Int16Array[] = [];
   #pendingSamples = 0;
   #eventSeq = 0;
@@ -134,8 +135,8 @@ class RealtimeS2sSession implements S2sSession {
     if (this.#state !== 'open') return;
     let samples = frame.samples;
     if (frame.sampleRate !== REALTIME_SAMPLE_RATE) {
-      if (this.#resampler?.inputRate !== frame.sampleRate) this.#resampler = new LinearResampler(frame.sampleRate, REALTIME_SAMPLE_RATE);
-      samples = this.#resampler.process(samples);
+      if (this.#resampler?.fromRate !== frame.sampleRate) this.#resampler = new PcmResampler(frame.sampleRate, REALTIME_SAMPLE_RATE);
+      samples = this.#resampler.push(samples);
     }
     this.#pendingInput.push(samples);
     this.#pendingSamples += samples.length;

@@ -9,10 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, type RunningServer } from '../helpers/server.ts';
 import { TestClient } from '../helpers/werift-client.ts';
-import { decodeStream, encodePackets, envelope, envelopeSimilarity } from '../helpers/audio.ts';
+import { concatPcm, decodeStream, encodePackets, envelope, envelopeSimilarity } from '../helpers/audio.ts';
 import { fliteSpeech } from '../helpers/flite-speech.ts';
 import { OpenAiRealtimeTestServer, scriptedResponse, type RealtimeTestConnection, type WireEvent } from '../helpers/vendors/openai-realtime-server.ts';
-import { LinearResampler } from '../../providers/openai-realtime/realtime-events.ts';
+import { PcmResampler } from '../../media/pcm-resampler.ts';
 import type { ServerMessage } from '../../signaling/protocol.ts';
 import type { ConversationTurn } from '../../server/session-types.ts';
 
@@ -32,21 +32,11 @@ const nextTurn = (client: TestClient, timeoutMs = 20_000): Promise<ConversationT
 /** 16 kHz flite speech raised to the 24 kHz the Realtime API speaks. */
 async function agentSpeech(text: string): Promise<{ pcm16k: Int16Array; pcm24k: Int16Array }> {
   const pcm16k = await fliteSpeech(text, 0);
-  return { pcm16k, pcm24k: new LinearResampler(16000, 24000).process(pcm16k) };
-}
-
-function concat(parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return { pcm16k, pcm24k: new PcmResampler(16000, 24000).push(pcm16k) };
 }
 
 function appendedSince(events: WireEvent[], from: number): Int16Array {
-  return concat(
+  return concatPcm(
     events.slice(from).filter((e) => e.type === 'input_audio_buffer.append').map((e) => {
       const bytes = Buffer.from(e.audio as string, 'base64');
       return new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { OpenAiRealtimeS2s, type OpenAiRealtimeS2sOptions } from '../../../providers/openai-realtime/realtime-s2s.ts';
 import { isAbort, ProviderError, type S2sEvent, type S2sOptions, type S2sSession } from '../../../providers/types.ts';
 import { OpenAiRealtimeTestServer, scriptedResponse, type RealtimeTestConnection, type RealtimeTestServerOptions } from '../../helpers/vendors/openai-realtime-server.ts';
+import { concatPcm } from '../../helpers/audio.ts';
 
 const KEY = 'sk-test-4f9a2c71d3e8b605';
 
@@ -75,10 +76,6 @@ async function providerError(promise: Promise<unknown>, code: string, retryable:
 
 function sine(samples: number, rate: number, hz: number, amplitude: number): Int16Array {
   return Int16Array.from({ length: samples }, (_, i) => Math.round(amplitude * Math.sin((2 * Math.PI * hz * i) / rate)));
-}
-
-function concat(parts: Int16Array[]): Int16Array {
-  return Int16Array.from(parts.flatMap((part) => Array.from(part)));
 }
 
 describe('OpenAiRealtimeS2s', { timeout: 30_000 }, () => {
@@ -201,7 +198,7 @@ describe('OpenAiRealtimeS2s', { timeout: 30_000 }, () => {
       session.say('barrier');
       await connection.first('response.create');
       const appends = connection.appendedAudio();
-      const received = concat(appends);
+      const received = concatPcm(appends);
       // One second in; less than a batch may still wait for more audio.
       assert.ok(received.length > 24000 - 60 * 24 && received.length <= 24000, `${received.length} samples at 24 kHz`);
       for (const part of appends) assert.ok(part.length >= 40 * 24 && part.length <= 100 * 24, `append of ${part.length / 24} ms`);
@@ -220,7 +217,7 @@ describe('OpenAiRealtimeS2s', { timeout: 30_000 }, () => {
       session.say('barrier');
       await connection.first('response.create');
       // Three 60 ms batches; the last 40 ms wait for more audio.
-      assert.deepEqual(concat(connection.appendedAudio()), input.subarray(0, 3 * 1440));
+      assert.deepEqual(concatPcm(connection.appendedAudio()), input.subarray(0, 3 * 1440));
       session.close();
     });
   });
@@ -258,7 +255,7 @@ describe('OpenAiRealtimeS2s', { timeout: 30_000 }, () => {
           { type: 'response_done' },
         ],
       );
-      assert.deepEqual(concat(frames.map((frame) => frame.samples)), audio);
+      assert.deepEqual(concatPcm(frames.map((frame) => frame.samples)), audio);
       session.close();
     });
 

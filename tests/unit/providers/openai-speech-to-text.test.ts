@@ -4,6 +4,7 @@ import { ProviderHttpError } from '../../../providers/openai/http.ts';
 import { OpenAiSpeechToText, type OpenAiSpeechToTextOptions } from '../../../providers/openai/speech-to-text.ts';
 import { ProviderError, type SttStream, type TranscriptEvent } from '../../../providers/types.ts';
 import { OpenAiTestServer, transcriptionEvents, type ScriptedReply } from '../../helpers/vendors/openai-server.ts';
+import { concatPcm } from '../../helpers/audio.ts';
 
 const KEY = 'sk-test-stt-0123456789abcdef';
 
@@ -14,12 +15,6 @@ function frames(count: number, offset = 0): Int16Array[] {
 
 function push(stream: SttStream, parts: Int16Array[]): void {
   for (const samples of parts) stream.pushAudio({ samples, sampleRate: 16000 });
-}
-
-function concat(parts: Int16Array[]): Int16Array {
-  const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((offset, p) => (all.set(p, offset), offset + p.length), 0);
-  return all;
 }
 
 /** Checks every header field of the canonical 44-byte WAV and returns its samples. */
@@ -91,7 +86,7 @@ describe('OpenAiSpeechToText against a local OpenAI server', () => {
     const file = form.get('file') as File;
     assert.equal(file.name, 'utterance.wav');
     assert.equal(file.type, 'audio/wav');
-    assert.deepEqual(parseWav(new Uint8Array(await file.arrayBuffer()), 16000), concat(audio));
+    assert.deepEqual(parseWav(new Uint8Array(await file.arrayBuffer()), 16000), concatPcm(audio));
   });
 
   it('accepts a plain JSON {text} reply (whisper-1 without streaming)', { timeout: 5000 }, async () => {
@@ -126,8 +121,8 @@ describe('OpenAiSpeechToText against a local OpenAI server', () => {
     assert.deepEqual(finals, ['one', '', 'two']);
     assert.equal(server.requests.length, 2);
     assert.equal(server.requests[1].remotePort, server.requests[0].remotePort, 'the second upload reuses the first one\'s connection');
-    assert.deepEqual(await uploadedSamples(server, 0), concat(first));
-    assert.deepEqual(await uploadedSamples(server, 1), concat(second));
+    assert.deepEqual(await uploadedSamples(server, 0), concatPcm(first));
+    assert.deepEqual(await uploadedSamples(server, 1), concatPcm(second));
   });
 
   it('caps the buffered utterance: audio beyond maxUtteranceMs is dropped and counted', { timeout: 5000 }, async () => {
@@ -138,7 +133,7 @@ describe('OpenAiSpeechToText against a local OpenAI server', () => {
     stream.flush();
     const iterator = stream[Symbol.asyncIterator]();
     assert.deepEqual((await iterator.next()).value, { type: 'final', text: 'long' });
-    assert.deepEqual(await uploadedSamples(server, 0), concat(audio).subarray(0, 1600));
+    assert.deepEqual(await uploadedSamples(server, 0), concatPcm(audio).subarray(0, 1600));
     assert.equal(stream.droppedSamples, 1600);
     stream.close();
   });
@@ -171,7 +166,7 @@ describe('OpenAiSpeechToText against a local OpenAI server', () => {
     stream.flush();
     assert.deepEqual((await iterator.next()).value, { type: 'final', text: 'fresh' });
     assert.equal(server.requests.length, 2);
-    assert.deepEqual(await uploadedSamples(server, 1), concat(fresh));
+    assert.deepEqual(await uploadedSamples(server, 1), concatPcm(fresh));
     stream.close();
     assert.equal((await iterator.next()).done, true);
   });
