@@ -1,5 +1,5 @@
 // One session's media inside a worker: the peer, the jitter buffer, the decoder, the listening side
-// of the conversation (echo: energy endpointing; agent modes: the listening pipeline), the outbound
+// of the conversation (echo: EchoResponder; agent modes: the listening pipeline), the outbound
 // speech playout (encoded and timestamped by AnswerSender, which also adapts its quality to the
 // client's reports), media-loss detection. The peer can be replaced (full rejoin) without losing
 // the session. What to answer is decided outside media/: a
@@ -7,7 +7,7 @@
 import { Peer, type PeerOptions, type InboundRtp, type IceCandidateInit, type PeerConnectionState } from './peer.ts';
 import { JitterBuffer, type JitterOutput } from './jitter-buffer.ts';
 import { OpusFrameDecoder } from './opus-codec.ts';
-import { SpeechDetector } from './speech-detector.ts';
+import { EchoResponder } from './echo-responder.ts';
 import type { QualitySnapshot } from './outbound-quality.ts';
 import { AnswerSender } from './answer-sender.ts';
 import { TypedEmitter } from './typed-emitter.ts';
@@ -89,7 +89,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   readonly #peerOptions: PeerOptions;
   #decoder: OpusFrameDecoder | null;
   readonly #sender = new AnswerSender();
-  readonly #detector: SpeechDetector;
+  readonly #echo: EchoResponder;
   readonly #clock: MediaClock;
   readonly #latency: LatencyHistogram;
   readonly #decoded = new Int16Array(MAX_DECODED_SAMPLES);
@@ -108,7 +108,6 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   #playbackStarted = false;
   readonly #captureClock = new CaptureClock();
   #playbackStartedAt = 0;
-  #speechStartWall = 0;
   #closed = false;
   /** Whether this session's participant is the one the agent (or the echo) listens to. */
   #agent = true;
@@ -127,7 +126,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       maxDelayMs: options.jitterBuffer.maxDelayMs,
     });
     this.#decoder = new OpusFrameDecoder(SAMPLE_RATE);
-    this.#detector = new SpeechDetector({
+    this.#echo = new EchoResponder({
       sampleRate: SAMPLE_RATE,
       endSilenceMs: options.echo.endSilenceMs,
       minSpeechMs: options.echo.minSpeechMs,
@@ -305,7 +304,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     this.#mediaLost = true;
     // A user utterance cut by the drop is discarded (the rule in docs/protocol.md): half a sentence
     // is not a turn, and the user repeats it once the path is back.
-    this.#detector.reset();
+    this.#echo.reset();
     this.#listening?.reset();
     this.#frameFill = 0;
     if (this.playout.active) this.#stopPlayback(true, true);
@@ -326,7 +325,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     }
     this.#playbackStarted = false;
     this.#sender.pause(); // the next answer starts a talkspurt
-    this.#detector.reset();
+    this.#echo.reset();
     this.safeEmit('response', { phase: 'end', at: this.#clock.wall(), audioMs: playout.audioMs, heardMs, interrupted, playout });
   }
 
@@ -407,22 +406,14 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     }
     // Echo mode is half-duplex: while the answer plays, the microphone is not listened to.
     if (this.playout.active) return;
-    const event = this.#detector.push(frame);
+    const event = this.#echo.push(frame, this.#clock.wall());
     if (!event) return;
-    const wall = this.#clock.wall();
-    if (event.kind === 'speech_start') {
-      this.#speechStartWall = wall;
-      this.safeEmit('speechstart', wall);
-      return;
-    }
-    const endSilenceMs = this.#detector.options.endSilenceMs;
-    const speechEndAt = event.kind === 'utterance' && event.cut ? wall : wall - endSilenceMs;
-    const audioMs = event.kind === 'utterance' ? Math.round((event.audio.length / SAMPLE_RATE) * 1000) : event.voicedMs;
-    const accepted = event.kind === 'utterance';
-    this.safeEmit('utterance', { speechStartAt: this.#speechStartWall, speechEndAt, endOfTurnAt: wall, audioMs, accepted });
-    if (event.kind === 'utterance') {
+    if (event.type === 'speechstart') return void this.safeEmit('speechstart', event.at);
+    const { type: _type, audio, ...info } = event;
+    this.safeEmit('utterance', info);
+    if (audio) {
       this.playout.begin();
-      this.playout.push({ samples: event.audio, sampleRate: SAMPLE_RATE });
+      this.playout.push({ samples: audio, sampleRate: SAMPLE_RATE });
       this.playout.end();
     }
   }
