@@ -1,9 +1,8 @@
 /**
  * A multipart/form-data body (RFC 7578) built in one buffer: text fields and one file. The OpenAI
- * transcription upload is the only user. Built by hand rather than with FormData because fetch
- * streams a FormData body through web streams and a Blob: ~2 ms of CPU per 100 KB upload where
- * one buffer written to the socket costs ~0.4 ms (measured with a loopback server, see
- * providers/openai/http.ts), and every turn of a cloud-STT session pays it.
+ * transcription upload is the only user. Built by hand rather than with FormData: fetch streams
+ * a FormData body through web streams and a Blob, where one buffer is written to the socket as it
+ * is (the CPU this saves per turn: providers/openai/http.ts).
  */
 import { randomBytes } from 'node:crypto';
 

@@ -17,6 +17,7 @@
  *   enc3 [64][128]    conv k=3 s=1 p=1, 1 -> 1 step of 64: the centre tap
  *   lstm [256][512]   gates i, o, f, c (ONNX order) over [x (128), h (128)]; bias = Wb + Rb
  *   head [128] + bias[1]
+ * silero_pack_half makes float16 copies of all of it, in the same layout, for silero_run_half.
  * input [batch][576] (64 samples of context, then the 512-sample window), state [2][batch][128]
  * (h then c), probability [batch], state_out as state (may not alias it). Thread-safe: all working
  * memory is the caller's `scratch` (media workers run this concurrently).
@@ -59,8 +60,9 @@ int32_t silero_max_batch(void) { return MAX_BATCH; }
  * Weights come in two precisions: the file's float32, or float16 copies of them (silero_pack_half)
  * that halve what a run reads. In a busy media worker the weights are out of the cache at every
  * run, so a run's cost is mostly the time to read 1.2 MB (float32) or 0.6 MB (float16); the
- * arithmetic is float32 either way. `half` is a constant once inlined: each entry point below
- * compiles its own copy of the network.
+ * arithmetic is float32 either way. Each layer's product has one function per precision
+ * (linear_f32, linear_f16), in which `half` is a constant; the rest of a run reads few weights
+ * and takes them through W().
  */
 #define W(ptr, idx, half) ((half) ? (float)((const _Float16 *)(ptr))[idx] : ((const float *)(ptr))[idx])
 

@@ -168,6 +168,16 @@ describe('OpenAiChatAgent against a local OpenAI server', () => {
     assert.equal(error.retryable, true);
   });
 
+  it('refuses a base URL that is not http(s) as a configuration error, not to be retried', { timeout: 5000 }, async () => {
+    for (const baseUrl of ['ftp://127.0.0.1/v1', 'not a url']) {
+      const { error } = await drain(agent({ baseUrl }).respond(ask('Hi')));
+      assert.ok(error instanceof ProviderError, baseUrl);
+      assert.equal(error.code, 'PROVIDER_ERR_CONFIG', baseUrl);
+      assert.equal(error.retryable, false, baseUrl);
+    }
+    assert.equal(server.requests.length, 0);
+  });
+
   it('ends quietly and promptly on abort mid-stream, and the server sees the request closed', { timeout: 5000 }, async () => {
     server.reply('chat', { kind: 'sse', events: chatCompletionEvents(['Hi', ' there']).slice(0, 3), then: 'hang' });
     const controller = new AbortController();
