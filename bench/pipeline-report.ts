@@ -25,7 +25,22 @@ export function pipelineCpuMs(row: StepResult, rows: StepResult[]): number | nul
 
 /** The talking rows' pipeline figures, pair by pair, and their median (null when no pair is complete). */
 export function talkingPipelineCpu(rows: StepResult[]): { pairs: number[]; median: number | null } {
-  const pairs = rows.filter((r) => r.load === 'talking' && r.pair !== undefined).map((r) => pipelineCpuMs(r, rows)).filter((v): v is number => v !== null);
+  return medianOf(rows.filter((r) => r.load === 'talking' && r.pair !== undefined).map((r) => pipelineCpuMs(r, rows)));
+}
+
+/**
+ * Talking rows minus the talking-echo row of their pair (the foundation hearing the same speech in
+ * echo mode, answering nothing), pair by pair, and their median.
+ */
+export function speechMatchedPipelineCpu(rows: StepResult[]): { pairs: number[]; median: number | null } {
+  return medianOf(rows.filter((r) => r.load === 'talking' && r.pair !== undefined).map((r) => {
+    const echo = rows.find((e) => e.load === 'talking-echo' && e.pair === r.pair && e.connected === r.connected);
+    return echo ? r.cpuMsPerSessionSecond - echo.cpuMsPerSessionSecond : null;
+  }));
+}
+
+function medianOf(values: (number | null)[]): { pairs: number[]; median: number | null } {
+  const pairs = values.filter((v): v is number => v !== null);
   const sorted = [...pairs].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   const median = sorted.length === 0 ? null : sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
@@ -75,7 +90,7 @@ export function formatPipelineTable(result: PipelineResult, workerCount: number)
       `${fmt(r.latencyP50Ms, 2)}/${fmt(r.latencyP99Ms, 2)}`,
       c ? `${c.turnsHeard}/${c.utterancesSent}` : '-',
       r.load === 'talking' ? `${(energyOnlyShare(r.connected, workerCount, result.talkingLoop.sileroLeaseShare) * 100).toFixed(0)}%` : r.load === 'silent' ? 'gated' : '-',
-      answering && c ? `${c.answered} (${c.interrupted})` : r.load === 'baseline' ? 'echo mode' : 'stub: none',
+      answering && c ? `${c.answered} (${c.interrupted})` : r.load === 'baseline' ? 'echo mode' : r.load === 'talking-echo' ? 'echo: none' : 'stub: none',
       answering && c ? `${fmt(c.answerDelayP50Ms, 0)}/${fmt(c.answerDelayP95Ms, 0)}` : '-',
       errors || '-',
       `${fmt(r.loadGenerator.timerLagP99Ms)}/${fmt(r.loadGenerator.timerLagMaxMs)}${r.loadGenerator.keptPace ? '' : ' !'}`,
@@ -119,6 +134,17 @@ export function pipelineChecks(result: PipelineResult): PipelineCheck[] {
       shown: fmt(row.cpuMsPerSessionSecond, 2),
       pass: row.cpuMsPerSessionSecond <= PIPELINE_CPU_LIMIT_MS,
     });
+    const matched = speechMatchedPipelineCpu(result.rows);
+    if (load === 'talking' && matched.median !== null) {
+      const pairs = matched.pairs.length > 1 ? ` (median of ${matched.pairs.length} pairs: ${matched.pairs.map((v) => fmt(v, 2)).join(', ')})` : '';
+      checks.push({
+        target: `listening pipeline CPU per session-second over echo mode hearing the same speech (talking - talking-echo), ${row.sessions} talking sessions`,
+        limit: `<= ${PIPELINE_CPU_LIMIT_MS} ms`,
+        value: matched.median,
+        shown: `${fmt(matched.median, 2)}${pairs}`,
+        pass: matched.median <= PIPELINE_CPU_LIMIT_MS,
+      });
+    }
     const lag = worstLag(row);
     checks.push({ target: `event-loop lag p99, worst thread, ${row.sessions} ${load} sessions`, limit: `<= ${LAG_LIMIT_MS} ms`, value: lag.ms, shown: `${fmt(lag.ms)} (${lag.thread})`, pass: lag.ms <= LAG_LIMIT_MS });
   }
@@ -149,8 +175,8 @@ export function formatPipelineChecks(result: PipelineResult): string {
 }
 
 export const PIPELINE_DEFINITIONS: Record<string, string> = {
-  mode: 'talking/silent/answering rows: clients join in stt_tts mode, and each decoded 20 ms frame goes through the listening pipeline (media/listening-pipeline.ts: VoiceActivity = energy pre-gate + batched Silero VAD, echo guard, turn detector). baseline row: the same silent clients in echo mode (receive, decode, energy endpointing; no echo, as nothing is said). Figures are defined as for the echo steps (DEFINITIONS), over the same kind of window.',
-  pipelineCpu: 'pipeline ms/sess-s = cpu ms/sess-s of the stt_tts row - that of the baseline row at the same session count (same server, same load generator): what the listening pipeline adds to the foundation per session-second. The difference of two measurements on a shared box, so noisy (a single pair\'s figure moved by several ms between runs of the same code on the 2-core CI box): BENCH_PIPELINE_PAIRS talking/baseline pairs are run (the later ones baseline first) and the target is checked on the median of their differences; the silent row is against the first pair\'s baseline. A short talking step before them compiles the pipeline\'s code, so the first pair does not pay for the JIT. The baseline is silent clients: it also leaves out what talking clients cost the foundation itself (bigger packets, speech endpointing and its events), which the difference thus counts as pipeline. The baseline sends room noise, which costs a little more to decode than the talking clients\' speech with its silences, so the talking figure errs low by about that (~0.3 ms measured in-process).',
+  mode: 'talking/silent/answering rows: clients join in stt_tts mode, and each decoded 20 ms frame goes through the listening pipeline (media/listening-pipeline.ts: VoiceActivity = energy pre-gate + batched Silero VAD, echo guard, turn detector). baseline row: the same silent clients in echo mode (receive, decode, energy endpointing; no echo, as nothing is said). talking-echo row (only when the server\'s echo answers nothing: BENCH_PIPELINE=only or BENCH_ECHO=0): the talking clients in echo mode, heard (decode, energy endpointing of their speech, turn events) but not answered. Figures are defined as for the echo steps (DEFINITIONS), over the same kind of window.',
+  pipelineCpu: 'pipeline ms/sess-s = cpu ms/sess-s of the stt_tts row - that of the baseline row at the same session count (same server, same load generator): what the listening pipeline adds to the foundation per session-second. The difference of two measurements on a shared box, so noisy (a single pair\'s figure moved by several ms between runs of the same code on the 2-core CI box): BENCH_PIPELINE_PAIRS talking/baseline pairs are run (the later ones baseline first) and the target is checked on the median of their differences; the silent row is against the first pair\'s baseline. A short talking step before them compiles the pipeline\'s code, so the first pair does not pay for the JIT. The baseline is silent clients: it also leaves out what talking clients cost the foundation itself (bigger packets, speech endpointing and its events), which the difference thus counts as pipeline. Where there are talking-echo rows, a second figure takes them as the baseline of their pair: what the pipeline adds over the foundation hearing the same speech. The baseline sends room noise, which costs a little more to decode than the talking clients\' speech with its silences, so the talking figure errs low by about that (~0.3 ms measured in-process).',
   answers: 'talking/silent rows: STT is a loopback stub (bench/stt-stub.ts) that answers each turn\'s upload (the OpenAI STT adapter: WAV, multipart POST at end of turn) at once with an empty transcript, so no turn is answered. Server CPU thus covers the pipeline plus each turn\'s upload, not recognition, agent or synthesis. answering row: a server of its own with the local providers (pocketsphinx STT, one decoder per worker -> rule agent -> flite TTS); clients pause 8 s after each utterance so the answer (the rule agent\'s fallback reply, ~6 s) can play; the window lasts at least one loop; RSS per session is against the RSS right after start.',
   talking: 'Each client loops the speech fixture then BENCH_PIPELINE_SILENCE_MS of silence, spread evenly over the loop.',
   silent: `Each client loops quiet white noise at ${ROOM_NOISE_DBFS} dBFS, below the gate floor (-55 dBFS): every frame is gated, Silero never runs.`,

@@ -6,6 +6,12 @@
 // steps: "talking" and "silent" clients in stt_tts mode, and a "baseline" of silent clients in echo
 // mode (receive, decode, energy endpointing: the foundation). Pipeline CPU = stt_tts row - baseline.
 //
+// When the server's echo answers nothing (BENCH_PIPELINE=only, or BENCH_ECHO=0), each pair also
+// has a "talking-echo" step: the talking clients in echo mode, which the server hears (decode,
+// energy endpointing, turn events) but does not answer. Talking minus talking-echo is what the
+// listening pipeline adds over the foundation hearing the same speech; talking minus baseline also
+// counts what talking clients cost the foundation itself (their bigger packets, endpointing).
+//
 // Before the measured steps, a short throwaway talking step compiles the pipeline's code paths
 // (the server's warm-up step runs echo mode only), so the first talking step does not pay for the JIT.
 //
@@ -125,7 +131,7 @@ export function readPipelineOptions(env: NodeJS.ProcessEnv, quick: boolean): Pip
 
 /** Most steps the pipeline part may run (for the runner's watchdog). */
 export function maxPipelineSteps(p: PipelineOptions): number {
-  return p.run === 'off' ? 0 : 2 + 2 * p.pairs + p.maxSearchSteps + (p.answerSessions > 0 ? 1 : 0);
+  return p.run === 'off' ? 0 : 2 + 3 * p.pairs + p.maxSearchSteps + (p.answerSessions > 0 ? 1 : 0);
 }
 
 export async function newPipelineResult(p: PipelineOptions): Promise<PipelineResult> {
@@ -157,6 +163,9 @@ export async function runListeningSteps(
   const talking: LoadProfile = { label: 'talking', mode: 'stt_tts', audio: { kind: 'talking', silenceMs: p.silenceMs } };
   const silent: LoadProfile = { label: 'silent', mode: 'stt_tts', audio: { kind: 'silent' } };
   const baseline: LoadProfile = { label: 'baseline', mode: 'echo', audio: { kind: 'silent' } };
+  const talkingEcho: LoadProfile = { label: 'talking-echo', mode: 'echo', audio: { kind: 'talking', silenceMs: p.silenceMs } };
+  // Only where the echo cannot answer the fixture's utterances (an answer would add its encoding).
+  const speechMatched = server.echo.minSpeechMs > result.talkingLoop.speechMs;
   const answeringReserveS = p.answerSessions > 0 ? ANSWERING_RESERVE_S : 0;
   const measure = async (n: number, profile: LoadProfile, retryDeadline: number, pair?: number): Promise<{ row: StepResult; seconds: number }> => {
     const started = performance.now();
@@ -179,15 +188,17 @@ export async function runListeningSteps(
   record(search, first.row);
   await measure(p.sessions, silent, firstRetryDeadline);
   await measure(p.sessions, baseline, firstRetryDeadline, 1);
+  if (speechMatched) await measure(p.sessions, talkingEcho, firstRetryDeadline, 1);
   // Further pairs, baseline first: a drift of the box (or of the server's heap) over the steps then
   // weighs on the two sides alike. A pair that would not fit before the deadline is not started.
   for (let pair = 2; pair <= p.pairs; pair++) {
-    const pairS = 2 * Math.max(first.seconds, 1);
+    const pairS = (speechMatched ? 3 : 2) * Math.max(first.seconds, 1);
     if (performance.now() + (pairS + answeringReserveS + SEARCH_RESERVE_S) * 1000 > deadline) {
       log(`  pairs: ${pair - 1} of ${p.pairs} (time limit)`);
       break;
     }
     await measure(p.sessions, baseline, firstRetryDeadline, pair);
+    if (speechMatched) await measure(p.sessions, talkingEcho, firstRetryDeadline, pair);
     await measure(p.sessions, talking, firstRetryDeadline, pair);
   }
 

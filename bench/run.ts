@@ -116,7 +116,7 @@ async function main(): Promise<number> {
   watchdog.unref();
 
   log(`bench: sessions ${echoSteps.join(', ') || 'none'}; ${options.durationS} s window; ${options.loadProcs} load processes; ` +
-    `joins ${options.joinRatePerS}/s; echo ${options.echo ? 'on' : 'off (receive pipeline only)'}; ${availableParallelism()} cores`);
+    `joins ${options.joinRatePerS}/s; echo ${options.echo && echoSteps.length > 0 ? 'on' : 'off (receive pipeline only)'}; ${availableParallelism()} cores`);
   if (pipeline.run !== 'off') {
     log(`then the listening pipeline (stt_tts): ${pipeline.sessions} talking, silent and baseline sessions; search from ${pipeline.sessions} over ` +
       `${pipeline.search.join(', ')} (at most ${pipeline.maxSearchSteps} more); ` +
@@ -125,7 +125,10 @@ async function main(): Promise<number> {
   // The agent steps' turns end at a loopback STT stub (bench/pipeline.ts says why); echo sessions never use it.
   const stub = pipeline.run !== 'off' ? await SttStub.start() : null;
   const largest = Math.max(...options.sessions, ...(pipeline.run !== 'off' ? [pipeline.sessions, ...pipeline.search] : []));
-  const server = await ServerUnderTest.start({ maxSessions: largest + 100, echo: options.echo, env: stub?.serverEnv() });
+  // Without echo steps the echo need not answer: off, so the pipeline part can measure echo mode
+  // hearing the talking clients (the talking-echo rows, bench/pipeline.ts).
+  const serverEcho = options.echo && echoSteps.length > 0;
+  const server = await ServerUnderTest.start({ maxSessions: largest + 100, echo: serverEcho, env: stub?.serverEnv() });
   const rows: StepResult[] = [];
   let pipelineResult: PipelineResult | null = null;
   let pipelineDeadline = 0;
