@@ -5,9 +5,11 @@ import type { IceServerInfo, QualityInfo, ServerMessage, SessionMode } from '../
 import type { ConversationTurn, SessionState } from '../../server/session-types.ts';
 import { AudioPeer, type PeerSignal } from './audio-peer.ts';
 import { DEFAULT_ICE_RESTART_RETRY_MS } from './ice-restart.ts';
+import { LinkOutage } from './link-outage.ts';
 import { MicLevelMeter } from './mic-level-meter.ts';
 import { watchNetwork } from './network-watch.ts';
 import type { ReconnectBackoffOptions } from './reconnect-backoff.ts';
+import { RemoteAudio } from './remote-audio.ts';
 import { SessionLink, type ResumeRequest } from './session-link.ts';
 import { TypedEmitter } from './typed-emitter.ts';
 import type { JoinedInfo, LinkCause, ResumedInfo, VoiceClientErrorInfo, VoiceClientEvents } from './voice-client-events.ts';
@@ -81,11 +83,12 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
   #stream: MediaStream | undefined;
   #track: MediaStreamTrack | undefined;
   #meter: MicLevelMeter | undefined;
-  #audio: HTMLAudioElement | undefined;
-  /** Rooms: the other participants' audio, one element per m-line. */
-  readonly #participantAudio = new Map<string | null, HTMLAudioElement>();
+  readonly #audio: RemoteAudio;
+  readonly #outage = new LinkOutage({
+    reconnecting: (cause) => this.safeEmit('reconnecting', cause),
+    reconnected: (info) => this.safeEmit('reconnected', info),
+  });
   #joinWaiter: { resolve: (info: JoinedInfo) => void; reject: (err: Error) => void } | undefined;
-  #outage: { since: number; down: Set<LinkCause>; seen: Set<LinkCause> } | undefined;
   /** Answers and candidates produced while the socket was down, sent after the resume. */
   #held: PeerSignal[] = [];
   #muted = false;
@@ -98,6 +101,7 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     super();
     const url = options.url ?? `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/v1/signal`;
     this.#options = { ...DEFAULT_VOICE_CLIENT_OPTIONS, ...options, url };
+    this.#audio = new RemoteAudio(this.#options.audioElement);
     this.#link = new SessionLink(this.#options, () => this.#resumeRequest());
     this.#link.on('message', (message) => this.#onMessage(message));
     this.#link.on('lost', () => this.#linkDown('signaling'));
@@ -110,7 +114,7 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
 
   /** `reconnecting` from `reconnecting` to `reconnected`, else `ok`. */
   get link(): 'ok' | 'reconnecting' {
-    return this.#outage ? 'reconnecting' : 'ok';
+    return this.#outage.active ? 'reconnecting' : 'ok';
   }
 
   get muted(): boolean {
@@ -214,8 +218,8 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
       iceRestartRetryMs: this.#options.iceRestartRetryMs,
     }));
     peer.on('signal', (message) => this.#onPeerSignal(peer, message));
-    peer.on('remotestream', (stream) => this.#play(stream));
-    peer.on('participantstream', (mid, stream) => this.#playParticipant(mid, stream));
+    peer.on('remotestream', (stream) => this.#audio.playAgent(stream));
+    peer.on('participantstream', (mid, stream) => this.#audio.playParticipant(mid, stream));
     peer.on('connectionstatechange', (state) => {
       this.safeEmit('connectionstatechange', state);
       if (state === 'connected' && !peer.restartingIce) this.#linkUp('media');
@@ -367,21 +371,11 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
   }
 
   #linkDown(cause: LinkCause): void {
-    if (this.#closed) return;
-    if (this.#outage) {
-      this.#outage.down.add(cause);
-      this.#outage.seen.add(cause);
-      return;
-    }
-    this.#outage = { since: performance.now(), down: new Set([cause]), seen: new Set([cause]) };
-    this.safeEmit('reconnecting', cause);
+    if (!this.#closed) this.#outage.down(cause);
   }
 
   #linkUp(cause: LinkCause): void {
-    const outage = this.#outage;
-    if (this.#closed || !outage || !outage.down.delete(cause) || outage.down.size > 0) return;
-    this.#outage = undefined;
-    this.safeEmit('reconnected', { durationMs: Math.round(performance.now() - outage.since), causes: [...outage.seen] });
+    if (!this.#closed) this.#outage.up(cause);
   }
 
   // The old path may be dead: restart ICE, check the socket, and skip any backoff delay.
@@ -390,22 +384,6 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     this.#peer?.restartIce('network-change');
     this.#link.probe();
     this.#link.resumeNow();
-  }
-
-  #play(stream: MediaStream): void {
-    this.#audio ??= this.#options.audioElement ?? document.createElement('audio');
-    this.#audio.autoplay = true;
-    this.#audio.srcObject = stream;
-    this.#audio.play().catch((err) => console.warn('remote audio did not start', err));
-  }
-
-  // Each participant in its own element: one element's stream would replace the agent's.
-  #playParticipant(mid: string | null, stream: MediaStream): void {
-    const audio = this.#participantAudio.get(mid) ?? document.createElement('audio');
-    this.#participantAudio.set(mid, audio);
-    audio.autoplay = true;
-    audio.srcObject = stream;
-    audio.play().catch((err) => console.warn('participant audio did not start', err));
   }
 
   #stopOwnedTracks(): void {
@@ -417,15 +395,13 @@ export class VoiceClient extends TypedEmitter<VoiceClientEvents> {
     this.#closed = true;
     this.#joinWaiter?.reject(new VoiceClientError('CLIENT_ERR_CLOSED', reason, true));
     this.#joinWaiter = undefined;
-    this.#outage = undefined;
+    this.#outage.clear();
     this.#unwatchNetwork?.();
     this.#meter?.close();
     this.#peer?.close();
     this.#link.close();
     this.#stopOwnedTracks();
-    if (this.#audio) this.#audio.srcObject = null;
-    for (const audio of this.#participantAudio.values()) audio.srcObject = null;
-    this.#participantAudio.clear();
+    this.#audio.stop();
     this.safeEmit('closed', reason);
   }
 }
