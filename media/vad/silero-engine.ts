@@ -145,6 +145,7 @@ export function nativeEngine(weightsPath: string, weightsSha256: string | null, 
   }
   const half = precision === 'f16' || (precision === 'auto' && hardwareHalf) ? new Uint16Array(count) : null;
   if (half) k.packHalf(weights, half);
+  const single = half ? null : weights; // the float32 copy is not kept once packed
   const maxBatch = k.maxBatch();
   let capacity = 0;
   let scratch = new Float32Array(0);
@@ -163,7 +164,7 @@ export function nativeEngine(weightsPath: string, weightsSha256: string | null, 
       }
       const p = probabilities.subarray(0, size);
       const s = stateN.subarray(0, 2 * size * HIDDEN);
-      const rc = half ? k.runHalf(half, input, state, size, p, s, scratch) : k.run(weights, input, state, size, p, s, scratch);
+      const rc = half ? k.runHalf(half, input, state, size, p, s, scratch) : k.run(single!, input, state, size, p, s, scratch);
       if (rc !== 0) throw new Error(`silero_run failed (${rc}) for a batch of ${size}`);
       return { probabilities: p, stateN: s };
     },
