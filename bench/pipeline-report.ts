@@ -23,28 +23,59 @@ export function pipelineCpuMs(row: StepResult, rows: StepResult[]): number | nul
   return baseline ? row.cpuMsPerSessionSecond - baseline.cpuMsPerSessionSecond : null;
 }
 
-/** The talking rows' pipeline figures, pair by pair, and their median (null when no pair is complete). */
-export function talkingPipelineCpu(rows: StepResult[]): { pairs: number[]; median: number | null } {
-  return medianOf(rows.filter((r) => r.load === 'talking' && r.pair !== undefined).map((r) => pipelineCpuMs(r, rows)));
+/** A pair's figure, and whether either of its steps was disturbed (see `disturbed`). */
+interface PairFigure {
+  value: number;
+  disturbed: boolean;
+}
+
+/** The median over the undisturbed pairs (over all of them when every pair was disturbed). */
+export interface PairedFigure {
+  pairs: PairFigure[];
+  median: number | null;
+  /** Pairs the median leaves out. */
+  leftOut: number;
+}
+
+/**
+ * A step whose CPU figure describes the box more than the server: other processes used more than
+ * CONTENDED_OTHER_PERCENT (bench/step.ts) of a core during its window, or the load generator fell behind its pace.
+ */
+export function disturbed(row: StepResult): boolean {
+  return row.contended || !row.loadGenerator.keptPace;
+}
+
+/** The talking rows minus the baseline of their pair. */
+export function talkingPipelineCpu(rows: StepResult[]): PairedFigure {
+  return pairedFigure(rows, 'baseline');
 }
 
 /**
  * Talking rows minus the talking-echo row of their pair (the foundation hearing the same speech in
- * echo mode, answering nothing), pair by pair, and their median.
+ * echo mode, answering nothing).
  */
-export function speechMatchedPipelineCpu(rows: StepResult[]): { pairs: number[]; median: number | null } {
-  return medianOf(rows.filter((r) => r.load === 'talking' && r.pair !== undefined).map((r) => {
-    const echo = rows.find((e) => e.load === 'talking-echo' && e.pair === r.pair && e.connected === r.connected);
-    return echo ? r.cpuMsPerSessionSecond - echo.cpuMsPerSessionSecond : null;
-  }));
+export function speechMatchedPipelineCpu(rows: StepResult[]): PairedFigure {
+  return pairedFigure(rows, 'talking-echo');
 }
 
-function medianOf(values: (number | null)[]): { pairs: number[]; median: number | null } {
-  const pairs = values.filter((v): v is number => v !== null);
-  const sorted = [...pairs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const median = sorted.length === 0 ? null : sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { pairs, median };
+function pairedFigure(rows: StepResult[], against: string): PairedFigure {
+  const pairs: PairFigure[] = [];
+  for (const talking of rows.filter((r) => r.load === 'talking' && r.pair !== undefined)) {
+    const other = rows.find((r) => r.load === against && r.pair === talking.pair && r.connected === talking.connected);
+    if (other) pairs.push({ value: talking.cpuMsPerSessionSecond - other.cpuMsPerSessionSecond, disturbed: disturbed(talking) || disturbed(other) });
+  }
+  const clean = pairs.filter((p) => !p.disturbed);
+  const used = (clean.length > 0 ? clean : pairs).map((p) => p.value).sort((a, b) => a - b);
+  const mid = used.length >> 1;
+  const median = used.length === 0 ? null : used.length % 2 ? used[mid]! : (used[mid - 1]! + used[mid]!) / 2;
+  return { pairs, median, leftOut: pairs.length - used.length };
+}
+
+function describePairs(figure: PairedFigure): string {
+  if (figure.pairs.length < 2) return figure.pairs[0]?.disturbed ? ' (disturbed)' : '';
+  const values = figure.pairs.map((p) => `${fmt(p.value, 2)}${p.disturbed ? '*' : ''}`).join(', ');
+  const counted = figure.pairs.length - figure.leftOut;
+  return ` (median of ${counted} pair${counted === 1 ? '' : 's'}: ${values}${figure.leftOut > 0 ? '; * disturbed, left out' : figure.pairs.some((p) => p.disturbed) ? '; * disturbed, all were' : ''})`;
 }
 
 export function worstLag(row: StepResult): { ms: number; thread: string } {
@@ -119,7 +150,7 @@ export function pipelineChecks(result: PipelineResult): PipelineCheck[] {
     if (!row) continue;
     const talking = talkingPipelineCpu(result.rows);
     const pipeline = load === 'talking' ? talking.median : pipelineCpuMs(row, result.rows);
-    const pairs = load === 'talking' && talking.pairs.length > 1 ? ` (median of ${talking.pairs.length} pairs: ${talking.pairs.map((v) => fmt(v, 2)).join(', ')})` : '';
+    const pairs = load === 'talking' ? describePairs(talking) : '';
     checks.push({
       target: `listening pipeline CPU per session-second with VAD gating (${load} - baseline), ${row.sessions} ${load} sessions`,
       limit: `<= ${PIPELINE_CPU_LIMIT_MS} ms`,
@@ -136,7 +167,7 @@ export function pipelineChecks(result: PipelineResult): PipelineCheck[] {
     });
     const matched = speechMatchedPipelineCpu(result.rows);
     if (load === 'talking' && matched.median !== null) {
-      const pairs = matched.pairs.length > 1 ? ` (median of ${matched.pairs.length} pairs: ${matched.pairs.map((v) => fmt(v, 2)).join(', ')})` : '';
+      const pairs = describePairs(matched);
       checks.push({
         target: `listening pipeline CPU per session-second over echo mode hearing the same speech (talking - talking-echo), ${row.sessions} talking sessions`,
         limit: `<= ${PIPELINE_CPU_LIMIT_MS} ms`,
@@ -176,7 +207,7 @@ export function formatPipelineChecks(result: PipelineResult): string {
 
 export const PIPELINE_DEFINITIONS: Record<string, string> = {
   mode: 'talking/silent/answering rows: clients join in stt_tts mode, and each decoded 20 ms frame goes through the listening pipeline (media/listening-pipeline.ts: VoiceActivity = energy pre-gate + batched Silero VAD, echo guard, turn detector). baseline row: the same silent clients in echo mode (receive, decode, energy endpointing; no echo, as nothing is said). talking-echo row (only when the server\'s echo answers nothing: BENCH_PIPELINE=only or BENCH_ECHO=0): the talking clients in echo mode, heard (decode, energy endpointing of their speech, turn events) but not answered. Figures are defined as for the echo steps (DEFINITIONS), over the same kind of window.',
-  pipelineCpu: 'pipeline ms/sess-s = cpu ms/sess-s of the stt_tts row - that of the baseline row at the same session count (same server, same load generator): what the listening pipeline adds to the foundation per session-second. The difference of two measurements on a shared box, so noisy (a single pair\'s figure moved by several ms between runs of the same code on the 2-core CI box): BENCH_PIPELINE_PAIRS talking/baseline pairs are run (the later ones baseline first) and the target is checked on the median of their differences; the silent row is against the first pair\'s baseline. A short talking step before them compiles the pipeline\'s code, so the first pair does not pay for the JIT. The baseline is silent clients: it also leaves out what talking clients cost the foundation itself (bigger packets, speech endpointing and its events), which the difference thus counts as pipeline. Where there are talking-echo rows, a second figure takes them as the baseline of their pair: what the pipeline adds over the foundation hearing the same speech. The baseline sends room noise, which costs a little more to decode than the talking clients\' speech with its silences, so the talking figure errs low by about that (~0.3 ms measured in-process).',
+  pipelineCpu: 'pipeline ms/sess-s = cpu ms/sess-s of the stt_tts row - that of the baseline row at the same session count (same server, same load generator): what the listening pipeline adds to the foundation per session-second. The difference of two measurements on a shared box, so noisy (a single pair\'s figure moved by several ms between runs of the same code on the 2-core CI box): BENCH_PIPELINE_PAIRS talking/baseline pairs are run (the later ones baseline first) and the target is checked on the median of their differences, leaving out pairs with a disturbed step (other processes above the contention threshold, or the load generator behind; all are kept if every pair was disturbed), which are listed with a *; the silent row is against the first pair\'s baseline. A short talking step before them compiles the pipeline\'s code, so the first pair does not pay for the JIT. The baseline is silent clients: it also leaves out what talking clients cost the foundation itself (bigger packets, speech endpointing and its events), which the difference thus counts as pipeline. Where there are talking-echo rows, a second figure takes them as the baseline of their pair: what the pipeline adds over the foundation hearing the same speech. The baseline sends room noise, which costs a little more to decode than the talking clients\' speech with its silences, so the talking figure errs low by about that (~0.3 ms measured in-process).',
   answers: 'talking/silent rows: STT is a loopback stub (bench/stt-stub.ts) that answers each turn\'s upload (the OpenAI STT adapter: WAV, multipart POST at end of turn) at once with an empty transcript, so no turn is answered. Server CPU thus covers the pipeline plus each turn\'s upload, not recognition, agent or synthesis. answering row: a server of its own with the local providers (pocketsphinx STT, one decoder per worker -> rule agent -> flite TTS); clients pause 8 s after each utterance so the answer (the rule agent\'s fallback reply, ~6 s) can play; the window lasts at least one loop; RSS per session is against the RSS right after start.',
   talking: 'Each client loops the speech fixture then BENCH_PIPELINE_SILENCE_MS of silence, spread evenly over the loop.',
   silent: `Each client loops quiet white noise at ${ROOM_NOISE_DBFS} dBFS, below the gate floor (-55 dBFS): every frame is gated, Silero never runs.`,
