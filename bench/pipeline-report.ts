@@ -145,10 +145,11 @@ export interface PipelineCheck {
 /** The targets, checked on the first talking and silent rows and on the search. */
 export function pipelineChecks(result: PipelineResult): PipelineCheck[] {
   const checks: PipelineCheck[] = [];
+  const talking = talkingPipelineCpu(result.rows);
+  const matched = speechMatchedPipelineCpu(result.rows);
   for (const load of ['talking', 'silent'] as const) {
     const row = result.rows.find((r) => r.load === load);
     if (!row) continue;
-    const talking = talkingPipelineCpu(result.rows);
     const pipeline = load === 'talking' ? talking.median : pipelineCpuMs(row, result.rows);
     const pairs = load === 'talking' ? describePairs(talking) : '';
     checks.push({
@@ -165,7 +166,6 @@ export function pipelineChecks(result: PipelineResult): PipelineCheck[] {
       shown: fmt(row.cpuMsPerSessionSecond, 2),
       pass: row.cpuMsPerSessionSecond <= PIPELINE_CPU_LIMIT_MS,
     });
-    const matched = speechMatchedPipelineCpu(result.rows);
     if (load === 'talking' && matched.median !== null) {
       const pairs = describePairs(matched);
       checks.push({

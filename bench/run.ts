@@ -106,6 +106,9 @@ async function main(): Promise<number> {
   const options = readOptions(process.env);
   const pipeline = readPipelineOptions(process.env, options.quick);
   const echoSteps = pipeline.run === 'only' ? [] : options.sessions;
+  // Without echo steps the echo need not answer: off, so the pipeline part can measure echo mode
+  // hearing the talking clients (the talking-echo rows, bench/pipeline.ts).
+  const serverEcho = options.echo && echoSteps.length > 0;
   // Every wait inside a step is bounded; this only catches what slips through (a hung child, say).
   const perStepLimitS = (options.quietWaitS + 60 + SETUP_LIMIT_MS / 1000 + options.settleS + options.durationS + 150) * (1 + options.contentionRetries);
   const watchdog = setTimeout(() => {
@@ -116,7 +119,7 @@ async function main(): Promise<number> {
   watchdog.unref();
 
   log(`bench: sessions ${echoSteps.join(', ') || 'none'}; ${options.durationS} s window; ${options.loadProcs} load processes; ` +
-    `joins ${options.joinRatePerS}/s; echo ${options.echo && echoSteps.length > 0 ? 'on' : 'off (receive pipeline only)'}; ${availableParallelism()} cores`);
+    `joins ${options.joinRatePerS}/s; echo ${serverEcho ? 'on' : 'off (receive pipeline only)'}; ${availableParallelism()} cores`);
   if (pipeline.run !== 'off') {
     log(`then the listening pipeline (stt_tts): ${pipeline.sessions} talking, silent and baseline sessions; search from ${pipeline.sessions} over ` +
       `${pipeline.search.join(', ')} (at most ${pipeline.maxSearchSteps} more); ` +
@@ -125,9 +128,6 @@ async function main(): Promise<number> {
   // The agent steps' turns end at a loopback STT stub (bench/pipeline.ts says why); echo sessions never use it.
   const stub = pipeline.run !== 'off' ? await SttStub.start() : null;
   const largest = Math.max(...options.sessions, ...(pipeline.run !== 'off' ? [pipeline.sessions, ...pipeline.search] : []));
-  // Without echo steps the echo need not answer: off, so the pipeline part can measure echo mode
-  // hearing the talking clients (the talking-echo rows, bench/pipeline.ts).
-  const serverEcho = options.echo && echoSteps.length > 0;
   const server = await ServerUnderTest.start({ maxSessions: largest + 100, echo: serverEcho, env: stub?.serverEnv() });
   const rows: StepResult[] = [];
   let pipelineResult: PipelineResult | null = null;

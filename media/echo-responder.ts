@@ -1,14 +1,10 @@
 // Echo mode's listening side: energy endpointing (SpeechDetector) on the decoded frames; each
 // accepted utterance comes back with its audio, which MediaSession plays as the answer. Half-duplex:
 // while the answer plays, the microphone is not listened to (MediaSession does not push then).
-import { SpeechDetector } from './speech-detector.ts';
+import { SpeechDetector, type SpeechDetectorOptions } from './speech-detector.ts';
 
-export interface EchoOptions {
-  sampleRate: number;
-  endSilenceMs: number;
-  minSpeechMs: number;
-  maxUtteranceMs: number;
-}
+/** The echo's settings (ECHO_* in the server config); the rest of the detector's are its defaults. */
+export type EchoOptions = Pick<SpeechDetectorOptions, 'endSilenceMs' | 'minSpeechMs' | 'maxUtteranceMs'>;
 
 export type EchoEvent =
   | { type: 'speechstart'; at: number }
@@ -20,9 +16,9 @@ export class EchoResponder {
   readonly #sampleRate: number;
   #speechStartWall = 0;
 
-  constructor(options: EchoOptions) {
-    this.#sampleRate = options.sampleRate;
-    this.#detector = new SpeechDetector(options);
+  constructor(sampleRate: number, options: EchoOptions) {
+    this.#sampleRate = sampleRate;
+    this.#detector = new SpeechDetector({ ...options, sampleRate });
   }
 
   /** One decoded frame, heard at wall-clock `wall` (epoch ms). */
@@ -33,11 +29,10 @@ export class EchoResponder {
       this.#speechStartWall = wall;
       return { type: 'speechstart', at: wall };
     }
-    const speechEndAt = event.kind === 'utterance' && event.cut ? wall : wall - this.#detector.options.endSilenceMs;
-    const accepted = event.kind === 'utterance';
-    const utterance = { type: 'utterance', speechStartAt: this.#speechStartWall, speechEndAt, endOfTurnAt: wall, accepted } as const;
-    if (event.kind !== 'utterance') return { ...utterance, audioMs: event.voicedMs };
-    return { ...utterance, audioMs: Math.round((event.audio.length / this.#sampleRate) * 1000), audio: event.audio };
+    const turn = { type: 'utterance', speechStartAt: this.#speechStartWall, endOfTurnAt: wall } as const;
+    if (event.kind !== 'utterance') return { ...turn, speechEndAt: wall - this.#detector.options.endSilenceMs, audioMs: event.voicedMs, accepted: false };
+    const speechEndAt = event.cut ? wall : wall - this.#detector.options.endSilenceMs;
+    return { ...turn, speechEndAt, audioMs: Math.round((event.audio.length / this.#sampleRate) * 1000), accepted: true, audio: event.audio };
   }
 
   /** Forgets speech in progress (media lost, the answer ended). */

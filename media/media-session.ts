@@ -7,7 +7,7 @@
 import { Peer, type PeerOptions, type InboundRtp, type IceCandidateInit, type PeerConnectionState } from './peer.ts';
 import { JitterBuffer, type JitterOutput } from './jitter-buffer.ts';
 import { OpusFrameDecoder } from './opus-codec.ts';
-import { EchoResponder } from './echo-responder.ts';
+import { EchoResponder, type EchoOptions } from './echo-responder.ts';
 import type { QualitySnapshot } from './outbound-quality.ts';
 import { AnswerSender } from './answer-sender.ts';
 import { TypedEmitter } from './typed-emitter.ts';
@@ -22,7 +22,7 @@ export type MediaMode = 'echo' | 'stt_tts' | 's2s';
 
 export interface MediaSessionOptions {
   mode: MediaMode;
-  echo: { endSilenceMs: number; minSpeechMs: number; maxUtteranceMs: number };
+  echo: EchoOptions;
   /** Agent modes (the rest of the agent's settings are the worker's, from the server config). */
   voice: { language: string };
   jitterBuffer: { minDelayMs: number; maxDelayMs: number };
@@ -126,12 +126,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       maxDelayMs: options.jitterBuffer.maxDelayMs,
     });
     this.#decoder = new OpusFrameDecoder(SAMPLE_RATE);
-    this.#echo = new EchoResponder({
-      sampleRate: SAMPLE_RATE,
-      endSilenceMs: options.echo.endSilenceMs,
-      minSpeechMs: options.echo.minSpeechMs,
-      maxUtteranceMs: options.echo.maxUtteranceMs,
-    });
+    this.#echo = new EchoResponder(SAMPLE_RATE, options.echo);
     this.#peer = this.#createPeer();
   }
 

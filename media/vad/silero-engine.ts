@@ -125,7 +125,8 @@ function loadKernel(): NativeKernel {
  * halves the bytes a run reads, which in a busy worker is most of its cost (media/vad/README.md);
  * `auto` takes it where the CPU converts float16 in hardware (x86-64 with F16C, AVX2 and FMA), else `f32`.
  */
-export type NativeWeights = 'auto' | 'f16' | 'f32';
+export const NATIVE_WEIGHTS = ['auto', 'f16', 'f32'] as const;
+export type NativeWeights = (typeof NATIVE_WEIGHTS)[number];
 
 /** Silero through the native kernel, with the weights file at `weightsPath` (checked against `weightsSha256`). */
 export function nativeEngine(weightsPath: string, weightsSha256: string | null, precision: NativeWeights = 'auto'): SileroEngine {

@@ -19,7 +19,7 @@
 // (stats) sums what the windows waited.
 import { fileURLToPath } from 'node:url';
 import {
-  CONTEXT_SAMPLES as CONTEXT, HIDDEN, INPUT_SAMPLES as INPUT, nativeEngine, onnxEngine, SILERO_V5_16K_WEIGHTS, SILERO_V5_16K_WEIGHTS_SHA256, WINDOW_SAMPLES as WINDOW,
+  CONTEXT_SAMPLES as CONTEXT, HIDDEN, INPUT_SAMPLES as INPUT, NATIVE_WEIGHTS, nativeEngine, onnxEngine, SILERO_V5_16K_WEIGHTS, SILERO_V5_16K_WEIGHTS_SHA256, WINDOW_SAMPLES as WINDOW,
   type NativeWeights, type SileroEngine, type SileroEngineName,
 } from './silero-engine.ts';
 
@@ -210,7 +210,7 @@ export class SileroVad {
     }
     if (o.batchWindowMs > MAX_BATCH_WINDOW_MS) throw new RangeError(`batchWindowMs must be at most ${MAX_BATCH_WINDOW_MS}`);
     if (o.engine !== 'native' && o.engine !== 'onnx') throw new RangeError(`engine must be native or onnx, not ${String(o.engine)}`);
-    if (!['auto', 'f16', 'f32'].includes(o.nativeWeights)) throw new RangeError(`nativeWeights must be auto, f16 or f32, not ${String(o.nativeWeights)}`);
+    if (!NATIVE_WEIGHTS.includes(o.nativeWeights)) throw new RangeError(`nativeWeights must be one of ${NATIVE_WEIGHTS.join(', ')}, not ${String(o.nativeWeights)}`);
     const engine = o.engine === 'native' ? nativeEngine(o.weightsPath, o.weightsSha256, o.nativeWeights) : onnxEngine(o.modelPath, o.modelSha256);
     if (o.maxBatch > engine.maxBatch) throw new RangeError(`maxBatch must be at most ${engine.maxBatch} with the ${engine.name} engine`);
     return new SileroVad(engine, o);

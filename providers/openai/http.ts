@@ -6,8 +6,7 @@
  * The transport is node:http / node:https with a keep-alive agent per scheme, not fetch: fetch's
  * web streams (and FormData's Blob) cost ~2.5x the CPU: an STT turn of 3.3 s (a 104 KB upload)
  * took 4.6 ms of CPU with fetch and 1.8 ms now, the loopback server included, and a cloud-STT
- * session uploads every turn. No redirects are followed
- * and no compression is asked for.
+ * session uploads every turn. No redirects are followed and no compression is asked for.
  *
  * The caller's AbortSignal is not a failure: once it fires, reads reject with an AbortError
  * (see isAbort) and the adapters end their iteration quietly.

@@ -7,6 +7,7 @@
  *
  * Flushes are transcribed one after another, so finals come out in utterance order.
  */
+import { endianness } from 'node:os';
 import { EventQueue } from '../event-queue.ts';
 import type { AudioFrame, SttOptions, SttProvider, SttStream, TranscriptEvent } from '../types.ts';
 import { openHttpStream, parseVendorJson, sseEvents, truncatedError, vendorError, type HttpStream } from './http.ts';
@@ -195,7 +196,7 @@ export class OpenAiSttStream implements SttStream {
   }
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const SWAP_BYTES = endianness() === 'BE'; // WAV samples are little-endian
 
 /** A canonical 44-byte-header WAV: PCM, mono, 16-bit little-endian. */
 export function encodeWav(samples: Int16Array, sampleRate: number): Uint8Array<ArrayBuffer> {
@@ -218,7 +219,9 @@ export function encodeWav(samples: Int16Array, sampleRate: number): Uint8Array<A
   view.setUint16(34, 16, true); // bits per sample
   ascii(36, 'data');
   view.setUint32(40, dataBytes, true);
-  if (LITTLE_ENDIAN) wav.set(new Uint8Array(samples.buffer, samples.byteOffset, dataBytes), 44);
-  else for (let i = 0; i < samples.length; i++) view.setInt16(44 + i * 2, samples[i], true);
+  // The samples' bytes as they are (providers/pcm-decoder.ts does the same the other way).
+  const data = Buffer.from(wav.buffer, 44, dataBytes);
+  data.set(new Uint8Array(samples.buffer, samples.byteOffset, dataBytes));
+  if (SWAP_BYTES) data.swap16();
   return wav;
 }

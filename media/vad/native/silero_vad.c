@@ -61,8 +61,7 @@ int32_t silero_max_batch(void) { return MAX_BATCH; }
  * that halve what a run reads. In a busy media worker the weights are out of the cache at every
  * run, so a run's cost is mostly the time to read 1.2 MB (float32) or 0.6 MB (float16); the
  * arithmetic is float32 either way. Each layer's product has one function per precision
- * (linear_f32, linear_f16), in which `half` is a constant; the rest of a run reads few weights
- * and takes them through W().
+ * (linear_f32, linear_f16 below); the rest of a run reads few weights and takes them through W().
  */
 #define W(ptr, idx, half) ((half) ? (float)((const _Float16 *)(ptr))[idx] : ((const float *)(ptr))[idx])
 
@@ -71,27 +70,17 @@ int32_t silero_max_batch(void) { return MAX_BATCH; }
  * whose weights are `panel` ([k][16]): the accumulators stay in registers, each input value is
  * broadcast against 16 weights, and there is no horizontal sum. `rows` is a constant once inlined.
  */
-static inline __attribute__((always_inline)) void block(const void *restrict panel, const void *restrict bias, const float *restrict in,
-                                                        int rows, int k, int n, int o0, float *restrict out, int relu, int half) {
+static inline __attribute__((always_inline)) void block(const float *restrict panel, const float *restrict bias, const float *restrict in,
+                                                        int rows, int k, int n, int o0, float *restrict out, int relu) {
   float acc[4][LANES];
   for (int r = 0; r < rows; r++)
-    for (int j = 0; j < LANES; j++) acc[r][j] = W(bias, o0 + j, half);
+    for (int j = 0; j < LANES; j++) acc[r][j] = bias[o0 + j];
   for (int i = 0; i < k; i++) {
-    /* Two loops rather than one through a converted copy: GCC then keeps `acc` in registers. */
-    if (half) {
-      const _Float16 *wr = (const _Float16 *)panel + (size_t)i * LANES;
-      for (int r = 0; r < rows; r++) {
-        const float x = in[(size_t)r * k + i];
+    const float *wr = panel + (size_t)i * LANES;
+    for (int r = 0; r < rows; r++) {
+      const float x = in[(size_t)r * k + i];
 #pragma omp simd
-        for (int j = 0; j < LANES; j++) acc[r][j] += x * (float)wr[j];
-      }
-    } else {
-      const float *wr = (const float *)panel + (size_t)i * LANES;
-      for (int r = 0; r < rows; r++) {
-        const float x = in[(size_t)r * k + i];
-#pragma omp simd
-        for (int j = 0; j < LANES; j++) acc[r][j] += x * wr[j];
-      }
+      for (int j = 0; j < LANES; j++) acc[r][j] += x * wr[j];
     }
   }
   for (int r = 0; r < rows; r++)
@@ -99,27 +88,23 @@ static inline __attribute__((always_inline)) void block(const void *restrict pan
 }
 
 /* out[rows][n] = in[rows][k] x w + bias (w in panels, n a multiple of 16), then ReLU if asked. */
-static inline __attribute__((always_inline)) void linear_any(const void *restrict w, const void *restrict bias, const float *restrict in, int rows,
-                                                             int k, int n, float *restrict out, int relu, int half) {
+SIMD_CLONES static void linear_f32(const float *restrict w, const float *restrict bias, const float *restrict in, int rows, int k, int n,
+                                   float *restrict out, int relu) {
   for (int o0 = 0; o0 < n; o0 += LANES) {
-    const void *panel = half ? (const void *)((const _Float16 *)w + (size_t)o0 * k) : (const void *)((const float *)w + (size_t)o0 * k);
+    const float *panel = w + (size_t)o0 * k;
     int r = 0;
-    for (; r + 4 <= rows; r += 4) block(panel, bias, in + (size_t)r * k, 4, k, n, o0, out + (size_t)r * n, relu, half);
+    for (; r + 4 <= rows; r += 4) block(panel, bias, in + (size_t)r * k, 4, k, n, o0, out + (size_t)r * n, relu);
     switch (rows - r) {
-      case 3: block(panel, bias, in + (size_t)r * k, 3, k, n, o0, out + (size_t)r * n, relu, half); break;
-      case 2: block(panel, bias, in + (size_t)r * k, 2, k, n, o0, out + (size_t)r * n, relu, half); break;
-      case 1: block(panel, bias, in + (size_t)r * k, 1, k, n, o0, out + (size_t)r * n, relu, half); break;
+      case 3: block(panel, bias, in + (size_t)r * k, 3, k, n, o0, out + (size_t)r * n, relu); break;
+      case 2: block(panel, bias, in + (size_t)r * k, 2, k, n, o0, out + (size_t)r * n, relu); break;
+      case 1: block(panel, bias, in + (size_t)r * k, 1, k, n, o0, out + (size_t)r * n, relu); break;
       default: break;
     }
   }
 }
 
-SIMD_CLONES static void linear_f32(const float *restrict w, const float *restrict bias, const float *restrict in, int rows, int k, int n,
-                                   float *restrict out, int relu) {
-  linear_any(w, bias, in, rows, k, n, out, relu, 0);
-}
-
 #if defined(__x86_64__) && defined(__GNUC__)
+#define HALF_PATH 1
 /*
  * Float16 weights on x86-64, used only where silero_half_native() says the CPU has F16C, AVX2 and
  * FMA. Written with intrinsics: GCC converts _Float16 one element at a time, not 8 per instruction.
@@ -168,17 +153,18 @@ F16C_TARGET static void linear_f16(const uint16_t *restrict w, const uint16_t *r
   }
 }
 #else
-/* Portable float16 path (GCC's _Float16); silero_half_native() keeps it unused. */
-static void linear_f16(const uint16_t *restrict w, const uint16_t *restrict bias, const float *restrict in, int rows, int k, int n,
-                       float *restrict out, int relu) {
-  linear_any(w, bias, in, rows, k, n, out, relu, 1);
-}
+#define HALF_PATH 0
 #endif
 
 /* The layer whose weights start at `w_at` and bias at `b_at`, in the weights' precision. */
 static void linear(const void *weights, int half, int w_at, int b_at, const float *in, int rows, int k, int n, float *out, int relu) {
-  if (half) linear_f16((const uint16_t *)weights + w_at, (const uint16_t *)weights + b_at, in, rows, k, n, out, relu);
-  else linear_f32((const float *)weights + w_at, (const float *)weights + b_at, in, rows, k, n, out, relu);
+#if HALF_PATH
+  if (half) {
+    linear_f16((const uint16_t *)weights + w_at, (const uint16_t *)weights + b_at, in, rows, k, n, out, relu);
+    return;
+  }
+#endif
+  linear_f32((const float *)weights + w_at, (const float *)weights + b_at, in, rows, k, n, out, relu);
 }
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -273,12 +259,14 @@ static int32_t run(const void *weights, int half, const float *restrict input, c
  * float16 copies (silero_run_half); `scratch`: silero_scratch_floats(batch) floats.
  */
 int32_t silero_run(const float *restrict weights, const float *restrict input, const float *restrict state, int32_t batch,
-                               float *restrict probability, float *restrict state_out, float *restrict scratch) {
+                   float *restrict probability, float *restrict state_out, float *restrict scratch) {
   return run(weights, 0, input, state, batch, probability, state_out, scratch);
 }
 
+/* -2 where there is no float16 path (silero_half_native() says 0). */
 int32_t silero_run_half(const uint16_t *restrict weights, const float *restrict input, const float *restrict state, int32_t batch,
-                                    float *restrict probability, float *restrict state_out, float *restrict scratch) {
+                        float *restrict probability, float *restrict state_out, float *restrict scratch) {
+  if (!HALF_PATH) return -2;
   return run(weights, 1, input, state, batch, probability, state_out, scratch);
 }
 
@@ -296,7 +284,7 @@ void silero_pack_half(const float *restrict weights, uint16_t *restrict half) {
  * media/vad/silero-engine.ts allows.
  */
 int32_t silero_half_native(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if HALF_PATH
   __builtin_cpu_init();
   return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else

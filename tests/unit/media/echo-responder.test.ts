@@ -7,7 +7,7 @@ const random = mulberry32(3);
 const noise = (amplitude: number) => Int16Array.from({ length: 320 }, () => Math.round(amplitude * (random() * 2 - 1)));
 const tone = (i: number) => Int16Array.from({ length: 320 }, (_, n) => Math.round(8000 * Math.sin((2 * Math.PI * 300 * (i * 320 + n)) / 16000)));
 const repeat = (n: number, make: (i: number) => Int16Array) => Array.from({ length: n }, (_, i) => make(i));
-const OPTIONS = { sampleRate: 16000, endSilenceMs: 400, minSpeechMs: 200, maxUtteranceMs: 10_000 };
+const OPTIONS = { endSilenceMs: 400, minSpeechMs: 200, maxUtteranceMs: 10_000 };
 
 /** Pushes frames 20 ms apart on the wall clock from `t0`; the events with the wall time of their frame. */
 function feed(echo: EchoResponder, frames: Int16Array[], t0 = 1_000_000): { event: EchoEvent; at: number }[] {
@@ -21,7 +21,7 @@ function feed(echo: EchoResponder, frames: Int16Array[], t0 = 1_000_000): { even
 
 describe('EchoResponder', () => {
   it('reports the start, then an accepted utterance with its audio and the wall-clock times of the turn', () => {
-    const echo = new EchoResponder(OPTIONS);
+    const echo = new EchoResponder(16000, OPTIONS);
     const events = feed(echo, [...repeat(50, () => noise(30)), ...repeat(40, tone), ...repeat(30, () => noise(30))]);
     assert.deepEqual(events.map((e) => e.event.type), ['speechstart', 'utterance']);
     const start = events[0]!;
@@ -36,7 +36,7 @@ describe('EchoResponder', () => {
   });
 
   it('reports a blip shorter than minSpeechMs as an utterance that is not accepted, without audio', () => {
-    const echo = new EchoResponder(OPTIONS);
+    const echo = new EchoResponder(16000, OPTIONS);
     const events = feed(echo, [...repeat(50, () => noise(30)), ...repeat(4, tone), ...repeat(30, () => noise(30))]);
     const last = events.at(-1)!.event;
     assert.ok(last.type === 'utterance');
@@ -45,7 +45,7 @@ describe('EchoResponder', () => {
   });
 
   it('reset() forgets speech in progress: no utterance comes of it', () => {
-    const echo = new EchoResponder(OPTIONS);
+    const echo = new EchoResponder(16000, OPTIONS);
     feed(echo, [...repeat(50, () => noise(30)), ...repeat(20, tone)]);
     echo.reset();
     const after = feed(echo, repeat(30, () => noise(30)));
