@@ -167,7 +167,9 @@ export class HttpStream {
   close(): void {
     this.#disarm();
     this.#request.signal.removeEventListener('abort', this.#onCallerAbort);
-    this.#controller.abort();
+    // A response read to its end has nothing to tear down (its connection went back to the agent),
+    // and an abort costs a DOMException with its stack, once per turn of every session.
+    if (!this.#complete) this.#controller.abort();
   }
 
   #arm(ms: number, what: string): void {
