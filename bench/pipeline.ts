@@ -12,8 +12,9 @@
 // listening pipeline adds over the foundation hearing the same speech; talking minus baseline also
 // counts what talking clients cost the foundation itself (their bigger packets, endpointing).
 //
-// Before the measured steps, a short throwaway talking step compiles the pipeline's code paths
-// (the server's warm-up step runs echo mode only), so the first talking step does not pay for the JIT.
+// Before the measured steps, throwaway steps of talking clients at the measured size (stt_tts, and
+// echo mode where a pair has a talking-echo step) compile the code paths of both (the server's
+// warm-up step runs silent echo clients only), so the first pair does not pay for the JIT.
 //
 // Turns are detected but not answered: STT is a loopback stub (bench/stt-stub.ts) that returns an
 // empty transcript at once. With the local recogniser, every looping client's turn would queue for
@@ -23,7 +24,7 @@
 //
 //   BENCH_PIPELINE=1                   1: after the echo steps; 0: skip; only: skip the echo steps
 //   BENCH_PIPELINE_SESSIONS=20         size of the talking, silent and baseline steps (BENCH_QUICK: 10);
-//   BENCH_PIPELINE_PAIRS=3             talking/baseline pairs at that size (BENCH_QUICK: 1): the pipeline
+//   BENCH_PIPELINE_PAIRS=5             talking/baseline pairs at that size (BENCH_QUICK: 1): the pipeline
 //                                      figure is the median of the pairs' differences (later pairs run
 //                                      baseline first, so the order of the two does not bias it)
 //   BENCH_PIPELINE_SEARCH=10,20,30,40,60,80,100,120,160,200   session counts the search may try: from
@@ -32,7 +33,7 @@
 //   BENCH_PIPELINE_DURATION_S=10       steady window per step (BENCH_QUICK: 5)
 //   BENCH_PIPELINE_SILENCE_MS=1500     silence after each utterance of a talking client
 //   BENCH_PIPELINE_ANSWER_SESSIONS=10  sessions of the answering step, 0 = skip (BENCH_QUICK: 4)
-//   BENCH_PIPELINE_LIMIT_S=360         time for all of it (BENCH_QUICK: 150); search steps and contention
+//   BENCH_PIPELINE_LIMIT_S=540         time for all of it (BENCH_QUICK: 150); search steps and contention
 //                                      repeats that would not fit are not run
 //   BENCH_PIPELINE_QUIET_WAIT_S=20     like BENCH_QUIET_WAIT_S, for these steps (BENCH_QUICK: 5)
 import { performance } from 'node:perf_hooks';
@@ -46,8 +47,6 @@ import { describeRow, LAG_LIMIT_MS, worstLag } from './pipeline-report.ts';
 import { SATURATED_PERCENT, type StepResult } from './report.ts';
 import type { SttStub } from './stt-stub.ts';
 
-/** Sessions of the throwaway talking step that compiles the pipeline's code before the measured steps. */
-const WARM_UP_SESSIONS = 4;
 /** A client that waits for the answer before it speaks again: the rule agent's fallback answer is ~6 s of speech. */
 const ANSWERING_SILENCE_MS = 8000;
 /** Time kept for the answering step (server start, one loop of settle, window, teardown) when the search is cut. */
@@ -118,20 +117,20 @@ export function readPipelineOptions(env: NodeJS.ProcessEnv, quick: boolean): Pip
   return {
     run: run === '0' ? 'off' : run === 'only' ? 'only' : 'after',
     sessions: Math.floor(number('BENCH_PIPELINE_SESSIONS', quick ? 10 : 20, 1, 2000)),
-    pairs: Math.floor(number('BENCH_PIPELINE_PAIRS', quick ? 1 : 3, 1, 9)),
+    pairs: Math.floor(number('BENCH_PIPELINE_PAIRS', quick ? 1 : 5, 1, 9)),
     search,
     maxSearchSteps: Math.floor(number('BENCH_PIPELINE_MAX_STEPS', quick ? 1 : 6, 0, 50)),
     durationS: number('BENCH_PIPELINE_DURATION_S', quick ? 5 : 10, 1, 600),
     silenceMs: number('BENCH_PIPELINE_SILENCE_MS', 1500, 600, 20_000),
     answerSessions: Math.floor(number('BENCH_PIPELINE_ANSWER_SESSIONS', quick ? 4 : 10, 0, 500)),
-    limitS: number('BENCH_PIPELINE_LIMIT_S', quick ? 150 : 360, 10, 3600),
+    limitS: number('BENCH_PIPELINE_LIMIT_S', quick ? 150 : 540, 10, 3600),
     quietWaitS: number('BENCH_PIPELINE_QUIET_WAIT_S', quick ? 5 : 20, 0, 600),
   };
 }
 
 /** Most steps the pipeline part may run (for the runner's watchdog). */
 export function maxPipelineSteps(p: PipelineOptions): number {
-  return p.run === 'off' ? 0 : 2 + 3 * p.pairs + p.maxSearchSteps + (p.answerSessions > 0 ? 1 : 0);
+  return p.run === 'off' ? 0 : 4 + 3 * p.pairs + p.maxSearchSteps + (p.answerSessions > 0 ? 1 : 0);
 }
 
 export async function newPipelineResult(p: PipelineOptions): Promise<PipelineResult> {
@@ -179,8 +178,14 @@ export async function runListeningSteps(
     return { row, seconds: (performance.now() - started) / 1000 };
   };
 
-  log(`pipeline warm-up: ${WARM_UP_SESSIONS} talking sessions, one loop (not measured)`);
-  await runStep(server, WARM_UP_SESSIONS, { ...talkingOptions, durationS: 1, quietWaitS: 0 }, 0, log, talking);
+  // Warm-up at the measured size, one talking loop of each mode that a pair measures: per-turn code
+  // (the upload to speech-to-text, turn events) runs a few times a second only at full size, and
+  // until V8 has compiled it, a step pays for the compiler threads too.
+  const loopS = Math.ceil((result.talkingLoop.speechMs + result.talkingLoop.silenceMs) / 1000);
+  for (const profile of speechMatched ? [talking, talkingEcho] : [talking]) {
+    log(`pipeline warm-up: ${p.sessions} ${profile.label} sessions (${profile.mode} mode), one loop (not measured)`);
+    await runStep(server, p.sessions, { ...talkingOptions, durationS: loopS, quietWaitS: 0 }, 0, log, profile);
+  }
 
   const firstRetryDeadline = deadline - (answeringReserveS + SEARCH_RESERVE_S) * 1000;
   const first = await measure(p.sessions, talking, firstRetryDeadline, 1);
