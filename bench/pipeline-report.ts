@@ -96,8 +96,9 @@ function describePairs(figure: PairedFigure): string {
 }
 
 function describeSilentBaseline(silent: StepResult, rows: StepResult[]): string {
-  const baselines = rows.filter((r) => r.load === 'baseline' && r.connected === silent.connected).length;
-  return baselines > 1 ? ` (against the median of ${baselines} baselines)` : '';
+  const baselines = rows.filter((r) => r.load === 'baseline' && r.connected === silent.connected);
+  const used = baselines.filter((r) => !disturbed(r)).length || baselines.length;
+  return used > 1 ? ` (against the median of ${used} baselines)` : '';
 }
 
 export function worstLag(row: StepResult): { ms: number; thread: string } {
