@@ -6,7 +6,7 @@
 // conversation listens to `listen` events and fills `playout`.
 import { Peer, type PeerOptions, type InboundRtp, type IceCandidateInit, type PeerConnectionState } from './peer.ts';
 import { JitterBuffer, type JitterOutput } from './jitter-buffer.ts';
-import { OpusFrameDecoder } from './opus-codec.ts';
+import { InboundAudio } from './inbound-audio.ts';
 import { EchoResponder, type EchoOptions } from './echo-responder.ts';
 import type { QualitySnapshot } from './outbound-quality.ts';
 import { AnswerSender } from './answer-sender.ts';
@@ -68,8 +68,6 @@ export type MediaSessionEvents = {
 };
 
 const SAMPLE_RATE = 16000;
-const FRAME_SAMPLES = 320; // 20 ms at 16 kHz
-const MAX_DECODED_SAMPLES = 1920; // 120 ms at 16 kHz, the longest Opus packet
 
 /** Clock pair: `now()` is monotonic ms (performance.now), `wall()` is epoch ms. */
 export interface MediaClock {
@@ -87,14 +85,11 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     return this.#options;
   }
   readonly #peerOptions: PeerOptions;
-  #decoder: OpusFrameDecoder | null;
+  #inbound: InboundAudio | null;
   readonly #sender = new AnswerSender();
   readonly #echo: EchoResponder;
   readonly #clock: MediaClock;
   readonly #latency: LatencyHistogram;
-  readonly #decoded = new Int16Array(MAX_DECODED_SAMPLES);
-  readonly #frame = new Int16Array(FRAME_SAMPLES);
-  #frameFill = 0;
   readonly #outputs: JitterOutput[] = [];
   #mediaSeen = false;
   #ssrc: number | null = null;
@@ -125,7 +120,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       minDelayMs: options.jitterBuffer.minDelayMs,
       maxDelayMs: options.jitterBuffer.maxDelayMs,
     });
-    this.#decoder = new OpusFrameDecoder(SAMPLE_RATE);
+    this.#inbound = new InboundAudio(SAMPLE_RATE, (frame, atMs) => this.#onFrame(frame, atMs));
     this.#echo = new EchoResponder(SAMPLE_RATE, options.echo);
     this.#peer = this.#createPeer();
   }
@@ -253,8 +248,8 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     this.#listening?.close();
     this.#listening = null;
     await this.#peer.close();
-    this.#decoder?.free();
-    this.#decoder = null;
+    this.#inbound?.free();
+    this.#inbound = null;
     this.#sender.free();
     this.removeAllListeners();
   }
@@ -301,7 +296,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     // is not a turn, and the user repeats it once the path is back.
     this.#echo.reset();
     this.#listening?.reset();
-    this.#frameFill = 0;
+    this.#inbound?.reset();
     if (this.playout.active) this.#stopPlayback(true, true);
     this.safeEmit('media', { state: 'lost', at: this.#clock.wall(), silentMs: Math.round(silentMs) });
   }
@@ -355,37 +350,13 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
   }
 
   #consume(outputs: JitterOutput[]): void {
-    const decoder = this.#decoder;
-    if (!decoder) return;
+    const inbound = this.#inbound;
+    if (!inbound) return;
     for (const output of outputs) {
-      let samples: number;
-      try {
-        if (output.kind === 'packet') samples = decoder.decode(output.payload, this.#decoded);
-        else if (output.kind === 'fec') samples = decoder.decodeFec(output.payload, this.#decoded);
-        else samples = decoder.conceal(this.#decoded);
-      } catch {
-        // A corrupt payload must not take the session (or the worker) down: conceal instead.
-        samples = decoder.conceal(this.#decoded);
-      }
-      this.#deliver(samples, this.#captureClock.map(output.timestamp, output.kind === 'packet' ? output.arrivalMs : null, this.#clock.now()));
+      // When the output's first sample was captured, on the media clock (see CaptureClock).
+      inbound.push(output, this.#captureClock.map(output.timestamp, output.kind === 'packet' ? output.arrivalMs : null, this.#clock.now()));
       if (output.kind === 'packet') {
         this.#latency.record(this.#clock.now() - output.arrivalMs - output.holdMs);
-      }
-    }
-  }
-
-  // Re-slices decoded audio into 20 ms frames whatever the packet duration was. `atMs`: when the
-  // first of these samples was captured, on the media clock (see CaptureClock).
-  #deliver(samples: number, atMs: number): void {
-    let offset = 0;
-    while (offset < samples) {
-      const n = Math.min(FRAME_SAMPLES - this.#frameFill, samples - offset);
-      this.#frame.set(this.#decoded.subarray(offset, offset + n), this.#frameFill);
-      this.#frameFill += n;
-      offset += n;
-      if (this.#frameFill === FRAME_SAMPLES) {
-        this.#frameFill = 0;
-        this.#onFrame(this.#frame, atMs + ((offset - FRAME_SAMPLES) * 1000) / SAMPLE_RATE);
       }
     }
   }
