@@ -16,6 +16,7 @@ export type ConversationFactory = (
 
 let installed: ConversationFactory | null = null;
 let vadTotals: (() => VadTotals) | null = null;
+let warm: boolean | null = null;
 
 /** The worker entry says how to read its VAD counters (reported with the worker's telemetry). */
 export function installVadTotals(read: () => VadTotals): void {
@@ -24,6 +25,20 @@ export function installVadTotals(read: () => VadTotals): void {
 
 export function readVadTotals(): VadTotals | null {
   return vadTotals ? vadTotals() : null;
+}
+
+/**
+ * The worker entry says when its providers' warm-up (models loaded, first run done) has settled;
+ * the worker serves before that and reports it with its stats.
+ */
+export function installWarmUp(done: Promise<unknown>): void {
+  warm = false;
+  void done.finally(() => (warm = true));
+}
+
+/** Whether the providers' warm-up has settled; null when the worker entry has none. */
+export function providersWarm(): boolean | null {
+  return warm;
 }
 
 export function installConversationFactory(factory: ConversationFactory): void {

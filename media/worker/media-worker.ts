@@ -7,7 +7,7 @@ import { LatencyHistogram } from '../latency-histogram.ts';
 import { GlareError, InvalidStateError, NoPortsError } from '../peer.ts';
 import { addJitterStats, emptyTotals, emptyVadTotals, EventLoopLag, sparseBuckets, subtractTotals, type PacketTotals, type VadTotals, type WorkerStats, type WorkerTelemetry } from './worker-stats.ts';
 import type { RoomSeat, WorkerCommand, WorkerEvent, WorkerInit } from './worker-protocol.ts';
-import { createConversation, readVadTotals } from './conversation-hook.ts';
+import { createConversation, providersWarm, readVadTotals } from './conversation-hook.ts';
 import type { Conversation, ConversationWorkerEvent } from '../conversation-events.ts';
 import { WorkerRooms } from './worker-rooms.ts';
 
@@ -223,6 +223,8 @@ function stats(reset: boolean): WorkerStats {
   };
   const vad = readVadTotals();
   if (vad) value.vad = vad;
+  const warm = providersWarm();
+  if (warm !== null) value.providersWarm = warm;
   if (reset) latency.reset();
   return value;
 }

@@ -28,6 +28,8 @@ export interface WorkerStats {
   forwarded?: { packets: number; dropped: number; rooms: number };
   /** The worker's Silero VAD since start (agent modes; absent when the worker has none). */
   vad?: VadTotals;
+  /** Whether the local providers' warm-up at worker start has settled (absent without a conversation entry). */
+  providersWarm?: boolean;
 }
 
 /** One telemetry interval of a worker: packet counters as deltas (each counted once), samples. */

@@ -5,7 +5,7 @@
  * s2s mode). Provider chains are built once per worker from the server config in workerData.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { installConversationFactory, installVadTotals } from '../../media/worker/conversation-hook.ts';
+import { installConversationFactory, installVadTotals, installWarmUp } from '../../media/worker/conversation-hook.ts';
 import { ListeningPipeline } from '../../media/listening-pipeline.ts';
 import type { WorkerInit } from '../../media/worker/worker-protocol.ts';
 import type { Conversation } from '../../media/conversation-events.ts';
@@ -24,7 +24,7 @@ installVadTotals(() => {
   const { windows, runs, droppedWindows, errors, runMs, waitMs } = silero.toJSON();
   return { windows, runs, droppedWindows, errors, runMs, waitMs };
 });
-void registry.warmUp(); // not awaited: the worker serves at once; a turn in the first ~0.5 s waits for it
+installWarmUp(registry.warmUp()); // not awaited: the worker serves at once; a turn in the first ~0.5 s waits for it
 
 /** Gives a session its listening pipeline: the host's, or (rooms) another participant's the agent hears. */
 function attachPipeline(media: MediaSession): void {
