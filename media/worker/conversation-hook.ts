@@ -33,7 +33,8 @@ export function readVadTotals(): VadTotals | null {
  */
 export function installWarmUp(done: Promise<unknown>): void {
   warm = false;
-  void done.finally(() => (warm = true));
+  const settled = (): void => void (warm = true);
+  done.then(settled, settled); // a failed warm-up has settled too (the provider reports its own errors)
 }
 
 /** Whether the providers' warm-up has settled; null when the worker entry has none. */

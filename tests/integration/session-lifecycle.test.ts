@@ -92,7 +92,7 @@ describe('session lifecycle', () => {
       const warmBy = Date.now() + 30_000;
       let before = await server.media.stats();
       while (before.some((w) => w.providersWarm === false)) {
-        assert.ok(Date.now() < warmBy, 'the providers warm-up never settled');
+        assert.ok(Date.now() < warmBy, "the providers' warm-up never settled");
         before = await server.media.stats();
       }
       assert.ok(before.every((w) => w.providersWarm === true), 'each worker reports its warm-up');
