@@ -14,17 +14,21 @@ export type EchoEvent =
 export class EchoResponder {
   readonly #detector: SpeechDetector;
   readonly #sampleRate: number;
+  /** Epoch ms, read only when a frame causes an event (most frames do not). */
+  readonly #wall: () => number;
   #speechStartWall = 0;
 
-  constructor(sampleRate: number, options: EchoOptions) {
+  constructor(sampleRate: number, options: EchoOptions, wall: () => number) {
     this.#sampleRate = sampleRate;
     this.#detector = new SpeechDetector({ ...options, sampleRate });
+    this.#wall = wall;
   }
 
-  /** One decoded frame, heard at wall-clock `wall` (epoch ms). */
-  push(frame: Int16Array, wall: number): EchoEvent | null {
+  /** One decoded frame; events carry the wall-clock time of the frame that caused them. */
+  push(frame: Int16Array): EchoEvent | null {
     const event = this.#detector.push(frame);
     if (!event) return null;
+    const wall = this.#wall();
     if (event.kind === 'speech_start') {
       this.#speechStartWall = wall;
       return { type: 'speechstart', at: wall };

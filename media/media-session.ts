@@ -121,7 +121,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
       maxDelayMs: options.jitterBuffer.maxDelayMs,
     });
     this.#inbound = new InboundAudio(SAMPLE_RATE, (frame, atMs) => this.#onFrame(frame, atMs));
-    this.#echo = new EchoResponder(SAMPLE_RATE, options.echo);
+    this.#echo = new EchoResponder(SAMPLE_RATE, options.echo, () => this.#clock.wall());
     this.#peer = this.#createPeer();
   }
 
@@ -372,7 +372,7 @@ export class MediaSession extends TypedEmitter<MediaSessionEvents> {
     }
     // Echo mode is half-duplex: while the answer plays, the microphone is not listened to.
     if (this.playout.active) return;
-    const event = this.#echo.push(frame, this.#clock.wall());
+    const event = this.#echo.push(frame);
     if (!event) return;
     if (event.type === 'speechstart') return void this.safeEmit('speechstart', event.at);
     const { type: _type, audio, ...info } = event;

@@ -9,11 +9,16 @@ const tone = (i: number) => Int16Array.from({ length: 320 }, (_, n) => Math.roun
 const repeat = (n: number, make: (i: number) => Int16Array) => Array.from({ length: n }, (_, i) => make(i));
 const OPTIONS = { endSilenceMs: 400, minSpeechMs: 200, maxUtteranceMs: 10_000 };
 
+/** The wall clock the responder reads: each test sets it to the time of the frame it pushes. */
+let wallNow = 0;
+const responder = () => new EchoResponder(16000, OPTIONS, () => wallNow);
+
 /** Pushes frames 20 ms apart on the wall clock from `t0`; the events with the wall time of their frame. */
 function feed(echo: EchoResponder, frames: Int16Array[], t0 = 1_000_000): { event: EchoEvent; at: number }[] {
   const out: { event: EchoEvent; at: number }[] = [];
   frames.forEach((frame, i) => {
-    const event = echo.push(frame, t0 + i * 20);
+    wallNow = t0 + i * 20;
+    const event = echo.push(frame);
     if (event) out.push({ event, at: t0 + i * 20 });
   });
   return out;
@@ -21,7 +26,7 @@ function feed(echo: EchoResponder, frames: Int16Array[], t0 = 1_000_000): { even
 
 describe('EchoResponder', () => {
   it('reports the start, then an accepted utterance with its audio and the wall-clock times of the turn', () => {
-    const echo = new EchoResponder(16000, OPTIONS);
+    const echo = responder();
     const events = feed(echo, [...repeat(50, () => noise(30)), ...repeat(40, tone), ...repeat(30, () => noise(30))]);
     assert.deepEqual(events.map((e) => e.event.type), ['speechstart', 'utterance']);
     const start = events[0]!;
@@ -36,7 +41,7 @@ describe('EchoResponder', () => {
   });
 
   it('reports a blip shorter than minSpeechMs as an utterance that is not accepted, without audio', () => {
-    const echo = new EchoResponder(16000, OPTIONS);
+    const echo = responder();
     const events = feed(echo, [...repeat(50, () => noise(30)), ...repeat(4, tone), ...repeat(30, () => noise(30))]);
     const last = events.at(-1)!.event;
     assert.ok(last.type === 'utterance');
@@ -45,7 +50,7 @@ describe('EchoResponder', () => {
   });
 
   it('reset() forgets speech in progress: no utterance comes of it', () => {
-    const echo = new EchoResponder(16000, OPTIONS);
+    const echo = responder();
     feed(echo, [...repeat(50, () => noise(30)), ...repeat(20, tone)]);
     echo.reset();
     const after = feed(echo, repeat(30, () => noise(30)));
