@@ -13,12 +13,12 @@ export const PIPELINE_CPU_LIMIT_MS = 3;
 /**
  * CPU per session-second of the listening pipeline itself: an stt_tts row minus the echo-mode
  * baseline at the same session count (a talking row: the baseline of its pair; the silent row,
- * which has no pair: the median of the baselines, see `silentBaselineMs`); null where there is none.
+ * which has no pair: the median of the baselines, see `silentBaseline`); null where there is none.
  */
 export function pipelineCpuMs(row: StepResult, rows: StepResult[]): number | null {
   if (row.load === 'silent') {
-    const baseline = silentBaselineMs(row, rows);
-    return baseline === null ? null : row.cpuMsPerSessionSecond - baseline;
+    const baseline = silentBaseline(row, rows);
+    return baseline === null ? null : row.cpuMsPerSessionSecond - baseline.ms;
   }
   if (row.load !== 'talking' || row.pair === undefined) return null;
   const baseline = rows.find((r) => r.load === 'baseline' && r.pair === row.pair && r.connected === row.connected);
@@ -30,10 +30,12 @@ export function pipelineCpuMs(row: StepResult, rows: StepResult[]): number | nul
  * undisturbed ones; all when each was disturbed). One baseline step moves by a few ms on a shared
  * box; the silent row, measured once, would carry that noise twice.
  */
-export function silentBaselineMs(silent: StepResult, rows: StepResult[]): number | null {
+export function silentBaseline(silent: StepResult, rows: StepResult[]): { ms: number; used: number } | null {
   const baselines = rows.filter((r) => r.load === 'baseline' && r.connected === silent.connected);
   const clean = baselines.filter((r) => !disturbed(r));
-  return median((clean.length > 0 ? clean : baselines).map((r) => r.cpuMsPerSessionSecond));
+  const used = (clean.length > 0 ? clean : baselines).map((r) => r.cpuMsPerSessionSecond);
+  const ms = median(used);
+  return ms === null ? null : { ms, used: used.length };
 }
 
 function median(values: number[]): number | null {
@@ -96,8 +98,7 @@ function describePairs(figure: PairedFigure): string {
 }
 
 function describeSilentBaseline(silent: StepResult, rows: StepResult[]): string {
-  const baselines = rows.filter((r) => r.load === 'baseline' && r.connected === silent.connected);
-  const used = baselines.filter((r) => !disturbed(r)).length || baselines.length;
+  const used = silentBaseline(silent, rows)?.used ?? 0;
   return used > 1 ? ` (against the median of ${used} baselines)` : '';
 }
 
