@@ -2,8 +2,7 @@
 // (with their keys). Read through config.ts's EnvReader, so config.ts stays the only reader of
 // process.env; API keys are checked for shape only and never echoed.
 import type { EnvReader } from './config.ts';
-// Types only: the engine module loads native addons, which the main thread's config must not.
-import type { NativeWeights } from '../media/vad/silero-engine.ts';
+import { NATIVE_WEIGHTS, type NativeWeights } from '../media/vad/native-weights.ts';
 import { SESSION_MODES, type SessionMode } from '../signaling/protocol.ts';
 
 /** The modes are the wire protocol's session modes. */
@@ -57,7 +56,7 @@ export function readVoice(r: EnvReader): VoiceConfig {
     preRollMs: r.int('VAD_PRE_ROLL_MS', 300, 0, 2000),
     vad: {
       engine: r.oneOf('VAD_ENGINE', 'native', ['native', 'onnx'] as const),
-      nativeWeights: r.oneOf('VAD_NATIVE_WEIGHTS', 'auto', ['auto', 'f16', 'f32'] as const satisfies readonly NativeWeights[]),
+      nativeWeights: r.oneOf('VAD_NATIVE_WEIGHTS', 'auto', NATIVE_WEIGHTS),
       threshold: r.int('VAD_THRESHOLD_PERCENT', 50, 1, 99) / 100,
       minSpeechMs: r.int('VAD_MIN_SPEECH_MS', 100, 20, 2000),
       batchWindowMs: r.int('VAD_BATCH_WINDOW_MS', 10, 0, 32),

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import type * as Ort from 'onnxruntime-node';
 import { OnnxModel } from './onnx-model.ts';
+import type { NativeWeights } from './native-weights.ts';
 
 export const WINDOW_SAMPLES = 512;
 export const CONTEXT_SAMPLES = 64; // v5 inputs are the window plus this much of the audio before it
@@ -120,13 +121,6 @@ function loadKernel(): NativeKernel {
   return kernel;
 }
 
-/**
- * Precision of the weights the native kernel reads (the arithmetic is float32 either way). `f16`
- * halves the bytes a run reads, which in a busy worker is most of its cost (media/vad/README.md);
- * `auto` takes it where the CPU converts float16 in hardware (x86-64 with F16C, AVX2 and FMA), else `f32`.
- */
-export const NATIVE_WEIGHTS = ['auto', 'f16', 'f32'] as const;
-export type NativeWeights = (typeof NATIVE_WEIGHTS)[number];
 
 /** Silero through the native kernel, with the weights file at `weightsPath` (checked against `weightsSha256`). */
 export function nativeEngine(weightsPath: string, weightsSha256: string | null, precision: NativeWeights = 'auto'): SileroEngine {

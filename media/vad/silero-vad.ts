@@ -19,9 +19,10 @@
 // (stats) sums what the windows waited.
 import { fileURLToPath } from 'node:url';
 import {
-  CONTEXT_SAMPLES as CONTEXT, HIDDEN, INPUT_SAMPLES as INPUT, NATIVE_WEIGHTS, nativeEngine, onnxEngine, SILERO_V5_16K_WEIGHTS, SILERO_V5_16K_WEIGHTS_SHA256, WINDOW_SAMPLES as WINDOW,
-  type NativeWeights, type SileroEngine, type SileroEngineName,
+  CONTEXT_SAMPLES as CONTEXT, HIDDEN, INPUT_SAMPLES as INPUT, nativeEngine, onnxEngine, SILERO_V5_16K_WEIGHTS, SILERO_V5_16K_WEIGHTS_SHA256, WINDOW_SAMPLES as WINDOW,
+  type SileroEngine, type SileroEngineName,
 } from './silero-engine.ts';
+import { NATIVE_WEIGHTS, type NativeWeights } from './native-weights.ts';
 
 /** Silero v5 as shipped in @ricky0123/vad-web 0.0.31 (see README.md here): 8 and 16 kHz, input `sr`. */
 export const SILERO_V5_MODEL = fileURLToPath(new URL('./silero_vad_v5.onnx', import.meta.url));
